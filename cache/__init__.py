@@ -1,0 +1,54 @@
+"""snapcache's storage: records, their freshness and merge rules, and the durable store.
+
+This package knows nothing of the archive or HTTP; ``fetcher`` uses it, never the reverse.
+"""
+
+from cache.disk import SafeDisk
+from cache.errors import (
+    CacheError,
+    NotFoundError,
+    SnapcacheError,
+    StableIdConflictError,
+    UnsafeCacheEntryError,
+)
+from cache.policy import (
+    ATTEMPT_FIELDS,
+    CAPTURE_FIELDS,
+    IDENTITY_FIELDS,
+    Freshness,
+    MergeResult,
+    TTLs,
+    freshness,
+    merge,
+    parse_iso,
+    to_iso,
+    utc_now_iso,
+)
+from cache.records import FIELD_ORDER, SCHEMA_VERSION, Record, RecordFormatError, Status
+from cache.store import SnapshotCache
+
+__all__ = [
+    "ATTEMPT_FIELDS",
+    "CAPTURE_FIELDS",
+    "FIELD_ORDER",
+    "IDENTITY_FIELDS",
+    "SCHEMA_VERSION",
+    "CacheError",
+    "Freshness",
+    "MergeResult",
+    "NotFoundError",
+    "Record",
+    "RecordFormatError",
+    "SafeDisk",
+    "SnapcacheError",
+    "SnapshotCache",
+    "StableIdConflictError",
+    "Status",
+    "TTLs",
+    "UnsafeCacheEntryError",
+    "freshness",
+    "merge",
+    "parse_iso",
+    "to_iso",
+    "utc_now_iso",
+]

@@ -1,0 +1,65 @@
+"""Exceptions raised by the cache package, and the project's root exception.
+
+:class:`SnapcacheError` is the root of every snapcache error. It lives here, at the bottom of
+the dependency graph, because ``fetcher`` imports ``cache`` and never the reverse;
+``fetcher.errors`` re-exports it. :class:`CacheError` roots everything the store raises;
+each subclass says when it is raised and what the caller should do.
+:class:`~cache.records.RecordFormatError` (a ``ValueError``) stays in ``records`` because it
+also describes records that never touched the disk.
+"""
+
+from __future__ import annotations
+
+
+class SnapcacheError(Exception):
+    """Root of every error snapcache raises on purpose (cache and fetcher alike)."""
+
+
+class CacheError(SnapcacheError):
+    """Root of every error the cache raises on purpose.
+
+    Raised as is for a cache that cannot be used: written by a newer schema, not a snapcache
+    cache, locked for longer than the timeout, or holding a corrupt index entry.
+    """
+
+
+class UnsafeCacheEntryError(CacheError):
+    """A row in the cache's SQLite file would need unpickling (or escapes the cache folder).
+
+    snapcache never writes such rows, so one was planted by someone with write access to the
+    cache folder. Nothing was unpickled. Do not retry: inspect or delete the cache folder.
+    """
+
+
+class StableIdConflictError(CacheError):
+    """A stable ID would change or be shared, which the identity rules forbid.
+
+    Raised when a caller supplies a stable ID that differs from the one already bound to the
+    resource, or one already bound to another resource. The stored ID wins; fix the input.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        resource_id: str,
+        existing: str | None,
+        requested: str,
+        other_resource_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.resource_id = resource_id
+        self.existing = existing
+        self.requested = requested
+        self.other_resource_id = other_resource_id
+
+
+class NotFoundError(CacheError, KeyError):
+    """The URL, resource or stable ID asked for is not in the cache.
+
+    Also a ``KeyError`` so mapping-style callers can catch it as one.
+    """
+
+    def __str__(self) -> str:
+        # KeyError.__str__ repr-quotes its argument; a message reads better plain.
+        return str(self.args[0]) if self.args else ""

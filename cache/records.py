@@ -1,0 +1,138 @@
+"""The record kept for each cited resource, and its JSON form.
+
+A record is plain data: it knows nothing of the archive or of HTTP. Its JSON form is what
+the store writes, what ``snapcache fetch --json`` prints and what exports contain, so the
+field order here is the public order.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Final, Literal, get_args
+
+#: Bumped whenever a field changes meaning or a field is removed. Adding an optional field
+#: with a default does not need a bump: older records load with the default.
+SCHEMA_VERSION: Final = 1
+
+Status = Literal["ok", "not_archived", "archived_error", "blocked", "error"]
+"""The outcome of resolving a URL.
+
+``ok``: a capture with a 2xx archived status was fetched. ``not_archived``: the archive holds
+no capture. ``archived_error``: it holds only captures of error responses (404, 5xx, ...).
+``blocked``: the archive refuses to replay the URL (excluded site, robots). ``error``: the
+attempt failed for a reason that may pass (archive down, timeout, truncated body ...).
+"""
+
+STATUSES: Final[tuple[str, ...]] = get_args(Status)
+FINAL_STATUSES: Final = frozenset({"ok", "not_archived", "archived_error", "blocked"})
+
+
+class RecordFormatError(ValueError):
+    """A stored or supplied record does not match the current schema."""
+
+
+@dataclass(slots=True)
+class Record:
+    """Everything snapcache knows about one cited resource."""
+
+    resource_id: str
+    stable_id: str
+    url: str
+    status: Status = "error"
+    archived_status: int | None = None
+    capture_timestamp: str | None = None
+    archive_url: str | None = None
+    raw_url: str | None = None
+    original_url: str | None = None
+    fetched_at: str | None = None
+    content_type: str | None = None
+    content_length: int | None = None
+    title: str | None = None
+    preview: str = ""
+    text_length: int = 0
+    redirects: list[str] = field(default_factory=list)
+    error: str | None = None
+    last_attempt_at: str | None = None
+    attempts: int = 0
+    # Fields beyond the documented minimum.
+    last_outcome: Status | None = None
+    requested_timestamp: str | None = None
+    archive: str | None = None
+    orig_content_type: str | None = None
+    sha256: str | None = None
+    body_truncated: bool = False
+    preview_note: str | None = None
+    created_at: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Return the record as a JSON-ready dict, fields in their public order."""
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """Serialise to one line of JSON (UTF-8 safe, no ASCII escaping)."""
+        return json.dumps(self.to_json_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    @property
+    def has_capture(self) -> bool:
+        """True when the record holds a good (2xx) capture's fields."""
+        return self.status == "ok" and self.capture_timestamp is not None
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> Record:
+        """Build a record from its JSON form, checking every field's type.
+
+        Raises :class:`RecordFormatError` naming the first bad field.
+        """
+        if not isinstance(data, dict):
+            raise RecordFormatError("record is not a JSON object")
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise RecordFormatError(f"schema_version {version!r} is not {SCHEMA_VERSION}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RecordFormatError(f"unknown field {unknown[0]!r}")
+        for name in ("resource_id", "stable_id", "url"):
+            if not isinstance(data.get(name), str) or not data[name]:
+                raise RecordFormatError(f"field {name!r} must be a non-empty string")
+        checks: dict[str, tuple[type, ...]] = {
+            "archived_status": (int, type(None)),
+            "content_length": (int, type(None)),
+            "text_length": (int,),
+            "attempts": (int,),
+            "body_truncated": (bool,),
+            "preview": (str,),
+            "redirects": (list,),
+        }
+        for name, types in checks.items():
+            if name in data and (
+                not isinstance(data[name], types)
+                or (bool not in types and isinstance(data[name], bool))
+            ):
+                raise RecordFormatError(f"field {name!r} has the wrong type")
+        for name in known - set(checks) - {"schema_version", "resource_id", "stable_id", "url"}:
+            value = data.get(name)
+            if value is not None and not isinstance(value, str):
+                raise RecordFormatError(f"field {name!r} must be a string or null")
+        if data.get("status", "error") not in STATUSES:
+            raise RecordFormatError(f"field 'status' has unknown value {data.get('status')!r}")
+        if data.get("last_outcome") not in (*STATUSES, None):
+            raise RecordFormatError("field 'last_outcome' has an unknown value")
+        if not all(isinstance(r, str) for r in data.get("redirects", [])):
+            raise RecordFormatError("field 'redirects' must be a list of strings")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Record:
+        """Parse one JSON document into a record (see :meth:`from_json_dict`)."""
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RecordFormatError(f"record is not valid JSON: {exc}") from exc
+        return cls.from_json_dict(data)
+
+
+#: The public field order, for CSV exports and documentation.
+FIELD_ORDER: Final[tuple[str, ...]] = tuple(f.name for f in fields(Record))
