@@ -1,0 +1,1449 @@
+"""A loopback emulator of the Internet Archive's Wayback Machine, for tests.
+
+Stdlib + PyYAML only.  Start it in-process::
+
+    with WaybackEmulator() as emu:
+        emu.add_capture("https://example.com/", "20240101000000", body=b"<html>...</html>")
+        httpx.get(f"{emu.base_url}/web/20240101000000id_/https://example.com/")
+
+What it emulates (see /work/shared/reference/wayback-api.md, sections 2, 3, 6, 7):
+
+* ``GET /web/<ts><flag>/<url>`` playback: exact hits with ``Memento-Datetime``/``Link``,
+  nearest-capture 302s without them, archived 3xx with same-ts/same-flag ``Location``,
+  view-mode wrappers and redirect interstitials, never-archived 404, excluded 200 page,
+  not-yet-replayable captures, the gzip double ``Content-Encoding`` quirk.
+* verbatim replay of real recorded responses (EDGI ``wayback`` cassettes, cdx_toolkit JSONL)
+  found under ``tests/data/recordings``, with the archive host rewritten to this emulator.
+* ``GET /cdx/search/cdx`` (and ``/web/timemap/json|cdx``) with the usual parameters.
+* ``GET /wayback/available``.
+* per-pool sliding-window rate limits answering 429 without ``Retry-After``, with optional
+  escalation to a "firewall" that drops connections; 5xx outages.
+
+Run standalone: ``python tests/wayback_emulator.py --port 8765 --demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import calendar
+import contextlib
+import gzip
+import hashlib
+import html
+import json
+import re
+import socket
+import struct
+import sys
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from functools import lru_cache
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
+
+import yaml
+
+__all__ = [
+    "CDX_FIELDS",
+    "DEFAULT_RECORDINGS_DIR",
+    "Capture",
+    "EmulatorResponse",
+    "RecordedResponse",
+    "WaybackEmulator",
+    "add_demo_captures",
+    "format_http_date",
+    "load_recordings",
+    "parse_cdx_lines",
+    "surt_urlkey",
+    "url_key",
+]
+
+DEFAULT_RECORDINGS_DIR: Path = Path(__file__).resolve().parent / "data" / "recordings"
+
+CDX_FIELDS: tuple[str, ...] = (
+    "urlkey",
+    "timestamp",
+    "original",
+    "mimetype",
+    "statuscode",
+    "digest",
+    "length",
+)
+
+POOLS: tuple[str, ...] = ("cdx", "playback", "availability", "other")
+
+RATE_LIMIT_BODY: bytes = (
+    b"<html><body><h1>429 Too Many Requests</h1>\n"
+    b"You have sent too many requests in a given amount of time.\n</body></html>"
+)
+
+CDX_BLOCKED_MESSAGE: str = (
+    "org.archive.util.io.RuntimeIOException: "
+    "org.archive.wayback.exception.AdministrativeAccessControlException: Blocked Site Error"
+)
+
+_ARCHIVE_HOSTS: tuple[str, ...] = ("https://web.archive.org", "http://web.archive.org")
+_ENCODED_SCHEME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*%3[aA]")
+_SCHEME_RE = re.compile(r"^(?:https?|ftp):/*", re.IGNORECASE)
+_WWW_RE = re.compile(r"^www\d*\.")
+_PLAYBACK_RE = re.compile(r"^(\d{1,14})([a-z]{2}_)?/(.*)$", re.DOTALL)
+_WAYBACK_TARGET_RE = re.compile(
+    r"^(?:https?:)?(?://web\.archive\.org)?/web/\d{1,14}(?:[a-z]{2}_)?/(.*)$", re.DOTALL
+)
+_LINK_ORIGINAL_RE = re.compile(r'<([^>]*)>;\s*rel="original"')
+_HOP_BY_HOP = frozenset({"content-encoding", "transfer-encoding", "content-length"})
+
+
+# --------------------------------------------------------------------------------------
+# URL and timestamp helpers
+# --------------------------------------------------------------------------------------
+
+
+def _maybe_unquote(original: str) -> str:
+    """Unquote an original URL given percent-encoded (``http%3A//host%3A80/``)."""
+    if _ENCODED_SCHEME_RE.match(original):
+        return unquote(original)
+    return original
+
+
+def _split_key_source(url: str) -> tuple[str, str]:
+    """Return (host, path+query) the way :func:`url_key` canonicalises them."""
+    u = _maybe_unquote(url.strip()).split("#", 1)[0]
+    u = _SCHEME_RE.sub("", u, count=1).lstrip("/")
+    m = re.match(r"^([^/?]*)(.*)$", u, re.DOTALL)
+    host, rest = (m.group(1), m.group(2)) if m else (u, "")
+    if "@" in host:
+        host = host.rsplit("@", 1)[1]
+    host = host.lower().rstrip(".")
+    if host.endswith(":80") or host.endswith(":443"):
+        host = host.rsplit(":", 1)[0]
+    host = _WWW_RE.sub("", host)
+    if not rest or rest.startswith("?"):
+        rest = "/" + rest
+    return host, rest
+
+
+def url_key(url: str) -> str:
+    """Canonical index key: ``host/path?query`` (scheme, ``www\\d*.``, :80/:443 folded).
+
+    >>> url_key("https://WWW.Example.com:443")
+    'example.com/'
+    >>> url_key("http%3A//www.commoncrawl.org%3A80/")
+    'commoncrawl.org/'
+    """
+    host, rest = _split_key_source(url)
+    return host + rest
+
+
+def surt_urlkey(url: str) -> str:
+    """SURT form as the CDX server prints it, e.g. ``com,example)/path``."""
+    host, rest = _split_key_source(url)
+    port = ""
+    if ":" in host:
+        host, port = host.rsplit(":", 1)
+        port = ":" + port
+    surt_host = ",".join(reversed([p for p in host.split(".") if p]))
+    return f"{surt_host}{port}){rest}".lower()
+
+
+def _pad_ts(ts: str, filler: str = "0") -> str:
+    if filler == "0":
+        return (ts + "0" * 14)[:14]
+    return ts + "99991231235959"[len(ts) :]
+
+
+def _ts_seconds(ts: str) -> int:
+    """Seconds since the epoch for a (possibly partial or invalid) timestamp."""
+    digits = re.sub(r"\D", "", ts)
+    t = _pad_ts(digits)[:14]
+    year = max(int(t[0:4]), 1)
+    month = min(max(int(t[4:6]), 1), 12)
+    day = min(max(int(t[6:8]), 1), calendar.monthrange(year, month)[1])
+    hour, minute, sec = min(int(t[8:10]), 23), min(int(t[10:12]), 59), min(int(t[12:14]), 59)
+    return calendar.timegm((year, month, day, hour, minute, sec, 0, 0, 0))
+
+
+def format_http_date(ts: str) -> str:
+    """RFC 1123 GMT date of a 14-digit timestamp: ``Fri, 24 Nov 2017 15:13:15 GMT``."""
+    return formatdate(_ts_seconds(ts), usegmt=True)
+
+
+def _now_ts() -> str:
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime())
+
+
+def _sha1_base32(data: bytes) -> str:
+    return base64.b32encode(hashlib.sha1(data).digest()).decode("ascii")
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def _header_get(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    lname = name.lower()
+    for k, v in headers:
+        if k.lower() == lname:
+            return v
+    return None
+
+
+def parse_cdx_lines(text: str) -> list[list[str]]:
+    """Split CDX text output (one row per line, space separated) into rows."""
+    return [line.split(" ") for line in text.splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------------------
+# Data model
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Capture:
+    """One capture in the emulated index."""
+
+    url: str
+    timestamp: str
+    status: int = 200
+    body: bytes = b""  # as stored (gzip-compressed when gzip_quirk)
+    content_type: str | None = "text/html; charset=utf-8"
+    location: str | None = None  # archived Location (may be relative to url)
+    orig_headers: list[tuple[str, str]] = field(default_factory=list)
+    gzip_quirk: bool = False
+    replayable: bool = True
+    in_cdx: bool = True
+    mimetype: str | None = None
+    reason: str | None = None
+    src: str | None = None
+
+    @property
+    def key(self) -> str:
+        return url_key(self.url)
+
+    @property
+    def payload(self) -> bytes:
+        """The decoded archived payload."""
+        if self.gzip_quirk:
+            return gzip.decompress(self.body)
+        return self.body
+
+    @property
+    def target(self) -> str | None:
+        """Absolute archived redirect target."""
+        if self.location is None:
+            return None
+        return urljoin(self.url, self.location)
+
+    def cdx_row(self) -> dict[str, str]:
+        mimetype = self.mimetype
+        if not mimetype:
+            ctype = (self.content_type or "").split(";", 1)[0].strip()
+            mimetype = ctype or "unk"
+        return {
+            "urlkey": surt_urlkey(self.url),
+            "timestamp": self.timestamp,
+            "original": self.url,
+            "mimetype": mimetype,
+            "statuscode": str(self.status),
+            "digest": _sha1_base32(self.body),
+            "length": str(len(self.body)),
+        }
+
+
+@dataclass
+class RecordedResponse:
+    """A real recorded playback response, replayed verbatim."""
+
+    path: str  # /web/... (path + query exactly as requested)
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]  # without Content-Encoding/Transfer-Encoding/Content-Length
+    body: bytes  # decoded
+    source: str  # recording file, relative to the recordings dir
+
+    @property
+    def has_memento_datetime(self) -> bool:
+        return _header_get(self.headers, "Memento-Datetime") is not None
+
+
+@dataclass
+class EmulatorResponse:
+    """A response to write; ``None`` instead of this means: drop the connection."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    reason: str | None = None
+
+
+# --------------------------------------------------------------------------------------
+# Recordings
+# --------------------------------------------------------------------------------------
+
+
+def _decode_body(raw: Any) -> bytes:
+    if raw is None:
+        return b""
+    body = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+    if body[:2] == b"\x1f\x8b":
+        with contextlib.suppress(OSError, EOFError, zlib.error):
+            body = gzip.decompress(body)
+    return body
+
+
+def _flatten_headers(headers: dict[str, Any]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for name, values in headers.items():
+        vals = values if isinstance(values, list) else [values]
+        for v in vals:
+            if name.lower() in _HOP_BY_HOP:
+                continue
+            out.append((str(name), str(v)))
+    return out
+
+
+def _path_of(uri: str) -> str | None:
+    for host in _ARCHIVE_HOSTS:
+        if uri.startswith(host + "/web/"):
+            return uri[len(host) :]
+    return None
+
+
+@lru_cache(maxsize=8)
+def _load_recordings_cached(root: str) -> tuple[RecordedResponse, ...]:
+    base = Path(root)
+    out: list[RecordedResponse] = []
+    if not base.is_dir():
+        return ()
+    loader: Any = getattr(yaml, "CLoader", yaml.Loader)
+    for f in sorted(base.rglob("*.yaml")):
+        with f.open("rb") as fh:
+            data = yaml.load(fh, Loader=loader)  # trusted test data (!!binary)
+        for inter in (data or {}).get("interactions", []):
+            req, resp = inter["request"], inter["response"]
+            path = _path_of(req["uri"])
+            if path is None or path.startswith("/web/timemap"):
+                continue
+            out.append(
+                RecordedResponse(
+                    path=path,
+                    status=int(resp["status"]["code"]),
+                    reason=str(resp["status"].get("message") or _reason(resp["status"]["code"])),
+                    headers=_flatten_headers(resp.get("headers") or {}),
+                    body=_decode_body((resp.get("body") or {}).get("string")),
+                    source=str(f.relative_to(base)),
+                )
+            )
+    for f in sorted(base.rglob("*.jsonl")):
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            path = _path_of(rec.get("url", ""))
+            if path is None or rec.get("request_params"):
+                continue
+            status = int(rec["response_status_code"])
+            out.append(
+                RecordedResponse(
+                    path=path,
+                    status=status,
+                    reason=_reason(status),
+                    headers=_flatten_headers(rec.get("response_headers") or {}),
+                    body=_decode_body(rec.get("response_text")),
+                    source=str(f.relative_to(base)),
+                )
+            )
+    return tuple(out)
+
+
+def load_recordings(root: Path | str = DEFAULT_RECORDINGS_DIR) -> list[RecordedResponse]:
+    """All recorded playback responses under ``root`` (parsed once per process)."""
+    return list(_load_recordings_cached(str(Path(root).resolve())))
+
+
+def _capture_from_recording(rec: RecordedResponse) -> Capture | None:
+    """Turn an id_ memento recording into an index capture (None if not a memento)."""
+    m = _PLAYBACK_RE.match(rec.path[len("/web/") :])
+    if not m or (m.group(2) or "") != "id_" or not rec.has_memento_datetime:
+        return None
+    link = _header_get(rec.headers, "Link") or ""
+    lm = _LINK_ORIGINAL_RE.search(link)
+    url = html.unescape(lm.group(1)) if lm else _maybe_unquote(m.group(3))
+    location = _header_get(rec.headers, "Location")
+    if location is not None:
+        tm = _WAYBACK_TARGET_RE.match(location)
+        if tm:
+            location = tm.group(1)
+    orig = [
+        (k[len("x-archive-orig-") :], v)
+        for k, v in rec.headers
+        if k.lower().startswith("x-archive-orig-")
+    ]
+    return Capture(
+        url=url,
+        timestamp=_pad_ts(m.group(1)),
+        status=rec.status,
+        body=rec.body,
+        content_type=_header_get(rec.headers, "Content-Type"),
+        location=location,
+        orig_headers=orig,
+        reason=rec.reason,
+        src=_header_get(rec.headers, "x-archive-src"),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# HTTP plumbing
+# --------------------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    emulator: WaybackEmulator
+
+    def __init__(self, addr: tuple[str, int], emulator: WaybackEmulator) -> None:
+        self.emulator = emulator
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        super().__init__(addr, _Handler)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        if self.emulator.firewalled:
+            self.emulator._note_dropped()
+            with contextlib.suppress(OSError):  # RST instead of FIN, like a firewall reject
+                request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
+        return True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conns_lock:
+            self._conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conns_lock:
+            self._conns.discard(request)
+        super().shutdown_request(request)
+
+    def close_all_connections(self) -> None:
+        with self._conns_lock:
+            conns = list(self._conns)
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # silence
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "nginx"
+    sys_version = ""
+    timeout = 30
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _dispatch(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        emu = self.server.emulator
+        try:
+            resp = emu._handle(self.command, self.path, dict(self.headers.items()))
+        except Exception as exc:  # pragma: no cover - defensive
+            resp = EmulatorResponse(
+                500,
+                [("Content-Type", "text/plain; charset=utf-8")],
+                f"emulator error: {exc!r}".encode(),
+            )
+        if resp is None:
+            self.close_connection = True
+            return
+        self._write(resp)
+
+    def _write(self, resp: EmulatorResponse) -> None:
+        self.send_response_only(resp.status, resp.reason or _reason(resp.status))
+        names = {k.lower() for k, _ in resp.headers}
+        if "date" not in names:
+            self.send_header("Date", self.date_time_string())
+        if "server" not in names:
+            self.send_header("Server", self.version_string())
+        for k, v in resp.headers:
+            if k.lower() == "connection":
+                continue
+            v = v.replace("\r", " ").replace("\n", " ")
+            try:
+                v.encode("latin-1")
+            except UnicodeEncodeError:
+                v = v.encode("utf-8").decode("latin-1")
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(resp.body)))
+        self.send_header("Connection", "close" if self.close_connection else "keep-alive")
+        # one write for head + body (two small writes hit Nagle/delayed-ACK stalls)
+        buf: list[bytes] = self.__dict__["_headers_buffer"]  # filled by send_header()
+        buf.append(b"\r\n")
+        if self.command != "HEAD":
+            buf.append(resp.body)
+        data = b"".join(buf)
+        buf.clear()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    do_GET = _dispatch
+    do_HEAD = _dispatch
+    do_POST = _dispatch
+    do_PUT = _dispatch
+    do_DELETE = _dispatch
+    do_OPTIONS = _dispatch
+
+
+# --------------------------------------------------------------------------------------
+# The emulator
+# --------------------------------------------------------------------------------------
+
+
+class WaybackEmulator:
+    """In-process Wayback Machine emulator on 127.0.0.1 (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        cdx_per_minute: int | None = None,
+        playback_per_minute: int | None = None,
+        window_seconds: float = 60.0,
+        load_recordings: bool = True,
+        availability_per_minute: int | None = None,
+        firewall_after_seconds: float | None = None,
+        firewall_seconds: float = 3600.0,
+        firewall_doubling: bool = True,
+        recordings_dir: Path | str | None = None,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._port = port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._captures: dict[str, list[Capture]] = {}
+        self._raw_cdx: dict[str, list[list[str]]] = {}
+        self._excluded: list[str] = []
+        self._outage: int | None = None
+        self._recordings: dict[str, RecordedResponse] = {}
+        self.limits: dict[str, int | None] = {
+            "cdx": cdx_per_minute,
+            "playback": playback_per_minute,
+            "availability": availability_per_minute,
+            "other": None,
+        }
+        self.window_seconds = window_seconds
+        self.firewall_after_seconds = firewall_after_seconds
+        self.firewall_seconds = firewall_seconds
+        self.firewall_doubling = firewall_doubling
+        self._windows: dict[str, deque[float]] = {p: deque() for p in POOLS}
+        self._limited_since: dict[str, float | None] = dict.fromkeys(POOLS)
+        self._firewall_until: float = 0.0
+        self.firewall_count: int = 0
+        self.counts: dict[str, int] = dict.fromkeys(POOLS, 0)
+        self.requests: list[tuple[str, str, str]] = []
+        self.count_429: int = 0
+        self.count_dropped: int = 0
+        if load_recordings:
+            self.load_recordings(recordings_dir or DEFAULT_RECORDINGS_DIR)
+
+    # ---- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> WaybackEmulator:
+        if self._server is not None:
+            return self
+        self._server = _Server(("127.0.0.1", self._port), self)
+        self._port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name=f"wayback-emulator-{self._port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.close_all_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> WaybackEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # ---- configuration ------------------------------------------------------------
+
+    def load_recordings(self, root: Path | str = DEFAULT_RECORDINGS_DIR) -> int:
+        """Load recorded playback responses; returns how many distinct paths were added."""
+        added = 0
+        for rec in load_recordings(root):
+            with self._lock:
+                if rec.path in self._recordings:
+                    continue
+                self._recordings[rec.path] = rec
+                added += 1
+            cap = _capture_from_recording(rec)
+            if cap is not None:
+                self._add_capture_obj(cap, replace=False)
+            elif not rec.has_memento_datetime and b"has been excluded from the Wayback" in rec.body:
+                # the real archive excludes such sites as a whole (see also the CDX 403
+                # recording for the same site): exclude the host, not just this URL
+                m = _PLAYBACK_RE.match(rec.path[len("/web/") :])
+                if m:
+                    self.add_excluded(url_key(_maybe_unquote(m.group(3))).split("/", 1)[0])
+        return added
+
+    @property
+    def recorded_paths(self) -> set[str]:
+        with self._lock:
+            return set(self._recordings)
+
+    @property
+    def recorded_responses(self) -> dict[str, RecordedResponse]:
+        with self._lock:
+            return dict(self._recordings)
+
+    def add_capture(
+        self,
+        url: str,
+        timestamp: str,
+        *,
+        status: int = 200,
+        body: bytes = b"",
+        content_type: str | None = "text/html; charset=utf-8",
+        location: str | None = None,
+        headers: dict[str, str] | None = None,
+        gzip_quirk: bool = False,
+        replayable: bool = True,
+        in_cdx: bool = True,
+        mimetype: str | None = None,
+    ) -> None:
+        """Add a capture.  ``body`` is the payload; with ``gzip_quirk`` it is stored gzipped
+        (pass already-gzipped bytes to control them exactly).  ``headers`` become
+        ``X-Archive-Orig-*``.  ``replayable=False`` = listed in CDX but playback redirects
+        to the nearest replayable capture; ``in_cdx=False`` = playable but not in CDX."""
+        if not re.fullmatch(r"\d{1,14}", timestamp):
+            raise ValueError(f"bad timestamp {timestamp!r}")
+        stored = body
+        if gzip_quirk and body[:2] != b"\x1f\x8b":
+            stored = gzip.compress(body, mtime=0)
+        cap = Capture(
+            url=url,
+            timestamp=_pad_ts(timestamp),
+            status=status,
+            body=stored,
+            content_type=content_type,
+            location=location,
+            orig_headers=list((headers or {}).items()),
+            gzip_quirk=gzip_quirk,
+            replayable=replayable,
+            in_cdx=in_cdx,
+            mimetype=mimetype,
+        )
+        self._add_capture_obj(cap, replace=True)
+
+    def _add_capture_obj(self, cap: Capture, *, replace: bool) -> None:
+        with self._lock:
+            lst = self._captures.setdefault(cap.key, [])
+            for i, old in enumerate(lst):
+                if old.timestamp == cap.timestamp and old.url == cap.url:
+                    if replace:
+                        lst[i] = cap
+                    return
+            lst.append(cap)
+            lst.sort(key=lambda c: c.timestamp)
+
+    def captures_for(self, url: str) -> list[Capture]:
+        with self._lock:
+            return list(self._captures.get(url_key(url), []))
+
+    def add_cdx_rows(self, url: str, rows: Iterable[list[str]]) -> None:
+        """Append raw 7-field CDX rows (verbatim, CDX-only, never playable) under url's key."""
+        k = url_key(url.rstrip("*"))
+        with self._lock:
+            lst = self._raw_cdx.setdefault(k, [])
+            for row in rows:
+                if len(row) != len(CDX_FIELDS):
+                    raise ValueError(f"CDX row needs {len(CDX_FIELDS)} fields: {row!r}")
+                lst.append([str(v) for v in row])
+
+    def add_excluded(self, url_prefix: str) -> None:
+        with self._lock:
+            self._excluded.append(url_key(url_prefix.rstrip("*")))
+
+    def set_outage(self, status: int | None) -> None:
+        with self._lock:
+            self._outage = status
+
+    def set_rate_limits(
+        self,
+        *,
+        cdx_per_minute: int | None = None,
+        playback_per_minute: int | None = None,
+        availability_per_minute: int | None = None,
+        window_seconds: float | None = None,
+    ) -> None:
+        with self._lock:
+            self.limits["cdx"] = cdx_per_minute
+            self.limits["playback"] = playback_per_minute
+            self.limits["availability"] = availability_per_minute
+            if window_seconds is not None:
+                self.window_seconds = window_seconds
+
+    def set_firewall(self, seconds: float | None) -> None:
+        """Drop every new connection for ``seconds`` (None/0 = lift the block now)."""
+        with self._lock:
+            self._firewall_until = time.monotonic() + seconds if seconds else 0.0
+
+    @property
+    def firewalled(self) -> bool:
+        """True while new connections are dropped (escalation or :meth:`set_firewall`)."""
+        with self._lock:
+            return time.monotonic() < self._firewall_until
+
+    @firewalled.setter
+    def firewalled(self, value: bool) -> None:
+        self.set_firewall(self.firewall_seconds if value else None)
+
+    def reset_counters(self) -> None:
+        """Zero counts/requests/count_429 (rate-limit windows are kept)."""
+        with self._lock:
+            self.counts = dict.fromkeys(POOLS, 0)
+            self.requests = []
+            self.count_429 = 0
+            self.count_dropped = 0
+
+    def reset_rate_limits(self) -> None:
+        """Forget the sliding windows and lift any firewall block."""
+        with self._lock:
+            for dq in self._windows.values():
+                dq.clear()
+            self._limited_since = dict.fromkeys(POOLS)
+            self._firewall_until = 0.0
+            self.firewall_count = 0
+
+    def _note_dropped(self) -> None:
+        with self._lock:
+            self.count_dropped += 1
+
+    # ---- request handling -------------------------------------------------------------
+
+    @staticmethod
+    def pool_for(path: str) -> str:
+        p = urlsplit(path).path if not path.startswith("/web/") else path
+        if p.startswith("/cdx/") or p.startswith("/web/timemap"):
+            return "cdx"
+        if p.startswith("/web/"):
+            return "playback"
+        if p.startswith("/wayback/available"):
+            return "availability"
+        return "other"
+
+    def _handle(self, method: str, path: str, headers: dict[str, str]) -> EmulatorResponse | None:
+        pool = self.pool_for(path)
+        now = time.monotonic()
+        with self._lock:
+            if now < self._firewall_until:
+                self.count_dropped += 1
+                return None
+            self.counts[pool] += 1
+            self.requests.append((pool, method, path))
+            outage = self._outage
+            if outage is None:
+                limited = self._rate_limited(pool, now)
+                if limited is not None:
+                    return limited
+        if outage is not None:
+            return self._outage_response(outage)
+        hdrs = {k.lower(): v for k, v in headers.items()}
+        if method not in ("GET", "HEAD"):
+            return self._not_found()
+        if pool == "cdx":
+            return self._cdx(path)
+        if pool == "playback":
+            return self._playback(path, hdrs)
+        if pool == "availability":
+            return self._availability(path)
+        return self._not_found()
+
+    def _rate_limited(self, pool: str, now: float) -> EmulatorResponse | None:
+        """Caller holds the lock."""
+        limit = self.limits.get(pool)
+        if limit is None:
+            return None
+        dq = self._windows[pool]
+        while dq and dq[0] <= now - self.window_seconds:
+            dq.popleft()
+        if len(dq) < limit:
+            dq.append(now)
+            self._limited_since[pool] = None
+            return None
+        self.count_429 += 1
+        since = self._limited_since[pool]
+        if since is None:
+            self._limited_since[pool] = now
+        elif self.firewall_after_seconds is not None and now - since > self.firewall_after_seconds:
+            self.firewall_count += 1
+            factor = 2 ** (self.firewall_count - 1) if self.firewall_doubling else 1
+            self._firewall_until = now + self.firewall_seconds * factor
+            self._limited_since = dict.fromkeys(POOLS)
+        return EmulatorResponse(
+            429,
+            [
+                ("Content-Type", "text/html"),
+                ("Cache-Control", "no-cache"),
+                ("X-ts", "429"),
+            ],
+            RATE_LIMIT_BODY,
+            "Too Many Requests",
+        )
+
+    @staticmethod
+    def _outage_response(status: int) -> EmulatorResponse:
+        reason = "Service Temporarily Unavailable" if status == 503 else _reason(status)
+        body = (
+            f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+            "</body>\r\n</html>\r\n"
+        ).encode()
+        return EmulatorResponse(status, [("Content-Type", "text/html")], body, reason)
+
+    @staticmethod
+    def _not_found() -> EmulatorResponse:
+        return EmulatorResponse(
+            404,
+            [("Content-Type", "text/html; charset=utf-8")],
+            b"<html><head><title>404 Not Found</title></head>"
+            b"<body><h1>Not Found</h1></body></html>",
+        )
+
+    def _rewrite_archive_host(self, value: str) -> str:
+        base = self.base_url
+        for host in _ARCHIVE_HOSTS:
+            value = value.replace(host, base)
+        return value.replace("//web.archive.org", f"//127.0.0.1:{self.port}")
+
+    def _is_excluded(self, key: str) -> bool:
+        with self._lock:
+            return any(key.startswith(p) or (key + "/").startswith(p) for p in self._excluded)
+
+    # ---- playback -----------------------------------------------------------------------
+
+    def _playback(self, path: str, hdrs: dict[str, str]) -> EmulatorResponse:
+        with self._lock:
+            rec = self._recordings.get(path)
+        if rec is not None:
+            headers = [
+                (k, self._rewrite_archive_host(v) if k.lower() in ("location", "link") else v)
+                for k, v in rec.headers
+            ]
+            return EmulatorResponse(rec.status, headers, rec.body, rec.reason)
+
+        rest = path[len("/web/") :]
+        m = _PLAYBACK_RE.match(rest)
+        if m:
+            ts_raw: str | None = m.group(1)
+            flag, original = m.group(2) or "", m.group(3)
+        else:
+            ts_raw, flag, original = None, "", rest
+        original = _maybe_unquote(original)
+        if not original:
+            return self._not_found()
+        key = url_key(original)
+        if self._is_excluded(key):
+            return self._excluded_page(original)
+        with self._lock:
+            caps = [c for c in self._captures.get(key, []) if c.replayable]
+        if not caps:
+            return self._never_archived(original)
+        req_ts = _pad_ts(ts_raw) if ts_raw else _now_ts()
+        req_s = _ts_seconds(req_ts)
+        chosen = min(
+            caps,
+            key=lambda c: (abs(_ts_seconds(c.timestamp) - req_s), c.timestamp, c.url != original),
+        )
+        if chosen.timestamp != req_ts or chosen.url != original:
+            return EmulatorResponse(
+                302,
+                [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Location", f"{self.base_url}/web/{chosen.timestamp}{flag}/{chosen.url}"),
+                    ("x-archive-redirect-reason", f"found capture at {chosen.timestamp}"),
+                    ("X-ts", "302"),
+                ],
+                b"",
+                "FOUND",
+            )
+        return self._serve_capture(chosen, flag, hdrs)
+
+    def _link_header(self, cap: Capture) -> str:
+        base = self.base_url
+        with self._lock:
+            caps = list(self._captures.get(cap.key, []))
+        idx = caps.index(cap)
+
+        def memento(c: Capture, rel: str) -> str:
+            when = format_http_date(c.timestamp)
+            return f'<{base}/web/{c.timestamp}/{c.url}>; rel="{rel}"; datetime="{when}"'
+
+        parts = [
+            f'<{cap.url}>; rel="original"',
+            f'<{base}/web/timemap/link/{cap.url}>; rel="timemap"; type="application/link-format"',
+            f'<{base}/web/{cap.url}>; rel="timegate"',
+            memento(caps[0], "first memento"),
+        ]
+        if idx > 1:
+            parts.append(memento(caps[idx - 1], "prev memento"))
+        parts.append(memento(cap, "memento"))
+        if idx < len(caps) - 2:
+            parts.append(memento(caps[idx + 1], "next memento"))
+        parts.append(memento(caps[-1], "last memento"))
+        return ", ".join(parts)
+
+    def _serve_capture(self, cap: Capture, flag: str, hdrs: dict[str, str]) -> EmulatorResponse:
+        src = cap.src or f"emulator-{cap.timestamp}.warc.gz"
+        ctype_main = (cap.content_type or "").split(";", 1)[0].strip().lower()
+        is_doc = ctype_main in ("text/html", "application/xhtml+xml", "application/pdf")
+        if flag == "" and 300 <= cap.status < 400 and cap.target:
+            return self._view_redirect_page(cap, src)
+        if flag == "" and 200 <= cap.status < 300 and is_doc:
+            return self._view_wrapper(cap, src)
+
+        headers: list[tuple[str, str]] = []
+        if cap.content_type is not None:
+            headers.append(("Content-Type", cap.content_type))
+        headers += [
+            ("Memento-Datetime", format_http_date(cap.timestamp)),
+            ("Link", self._link_header(cap)),
+            ("x-archive-src", src),
+            ("X-ts", str(cap.status)),
+            ("Cache-Control", "max-age=1800"),
+        ]
+        orig_names = {k.lower() for k, _ in cap.orig_headers}
+        if cap.content_type is not None and "content-type" not in orig_names:
+            headers.append(("X-Archive-Orig-Content-Type", cap.content_type))
+        if "date" not in orig_names:
+            headers.append(("X-Archive-Orig-Date", format_http_date(cap.timestamp)))
+        headers += [(f"X-Archive-Orig-{k}", v) for k, v in cap.orig_headers]
+        if 300 <= cap.status < 400 and cap.target:
+            headers.append(("Location", f"{self.base_url}/web/{cap.timestamp}{flag}/{cap.target}"))
+        body = cap.body
+        if cap.gzip_quirk:
+            if "gzip" in hdrs.get("accept-encoding", "").lower():
+                headers += [("content-encoding", ""), ("Content-Encoding", "gzip")]
+            else:
+                body = cap.payload
+        return EmulatorResponse(cap.status, headers, body, cap.reason)
+
+    def _view_wrapper(self, cap: Capture, src: str) -> EmulatorResponse:
+        base = self.base_url
+        memento_url = f"{base}/web/{cap.timestamp}/{cap.url}"
+        date = format_http_date(cap.timestamp)
+        ctype_main = (cap.content_type or "").split(";", 1)[0].strip().lower()
+        head = (
+            "<!DOCTYPE html>\n<html><head>\n"
+            '<script src="//archive.org/includes/athena.js" type="text/javascript"></script>\n'
+            '<script type="text/javascript" src="/_static/js/wombat.js"></script>\n'
+            f"<title>The Wayback Machine - {html.escape(memento_url)}</title>\n"
+            "<!-- End Wayback Rewrite JS Include -->\n</head><body>\n"
+            "<!-- BEGIN WAYBACK TOOLBAR INSERT -->\n"
+            f'<div id="wm-ipp-base">The Wayback Machine - {html.escape(memento_url)}'
+            f" | captured {html.escape(date)}</div>\n"
+            "<!-- END WAYBACK TOOLBAR INSERT -->\n"
+        ).encode()
+        if ctype_main == "application/pdf":
+            inner = (
+                f'<iframe id="playback" src="{base}/web/{cap.timestamp}if_/{html.escape(cap.url)}"'
+                ' width="100%" height="100%"></iframe>\n'
+            ).encode()
+        else:
+            inner = cap.payload
+        tail = (
+            f"\n<!--\n     FILE ARCHIVED ON {date} AND RETRIEVED FROM THE\n"
+            "     INTERNET ARCHIVE ON (emulator).\n-->\n</body></html>\n"
+        ).encode()
+        headers = [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("x-archive-src", src),
+            ("X-Archive-Guessed-Content-Type", ctype_main or "text/html"),
+            ("X-Archive-Screenname", "0"),
+            ("X-ts", str(cap.status)),
+        ]
+        return EmulatorResponse(200, headers, head + inner + tail)
+
+    def _view_redirect_page(self, cap: Capture, src: str) -> EmulatorResponse:
+        target = cap.target or ""
+        view_target = f"/web/{cap.timestamp}/{target}"
+        when = time.strftime("%H:%M:%S %B %d, %Y", time.gmtime(_ts_seconds(cap.timestamp)))
+        body = (
+            '<!DOCTYPE html>\n<html lang="en">\n  <head>\n    <title></title>\n'
+            '  </head>\n  <body>\n<div id="error">\n'
+            '  <script type="text/javascript">\n    function go() {\n'
+            f'      document.location.href = "{html.escape(view_target)}";\n    }}\n'
+            "    window.setTimeout(go,  5000);\n  </script>\n"
+            '  <p class="code">Loading...</p>\n'
+            f'  <p class="code shift target">{html.escape(cap.url)} |\n    {when}</p>\n'
+            f'  <p class="code shift red">Got an HTTP {cap.status} response at crawl time</p>\n'
+            '  <p class="code">Redirecting to...</p>\n'
+            f'  <p class="code shift target">{html.escape(cap.location or target)}</p>\n'
+            f'  <p class="impatient"><a href="{html.escape(view_target)}">Impatient?</a></p>\n'
+            "</div>\n  </body>\n</html>\n"
+        ).encode()
+        headers = [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("x-archive-src", src),
+            ("X-ts", str(cap.status)),
+        ]
+        return EmulatorResponse(200, headers, body)
+
+    @staticmethod
+    def _page(title: str, inner: str) -> bytes:
+        return (
+            '<!DOCTYPE html>\n<html lang="en">\n<head>\n'
+            f"<title>{title}</title>\n</head>\n<body>\n"
+            '<div id="positionHome"><section><div id="logoHome"><a href="/web/">'
+            '<img src="/_static/images/toolbar/wayback-toolbar-logo-200.png" '
+            'alt="logo: Internet Archive\'s Wayback Machine"></a></div></section>\n'
+            f'<section><div id="error">\n{inner}\n</div></section></div>\n'
+            "</body>\n</html>\n"
+        ).encode()
+
+    def _excluded_page(self, original: str) -> EmulatorResponse:
+        body = self._page(
+            "Wayback Machine",
+            "<h2>Sorry.</h2> <p>This URL has been excluded from the Wayback Machine.</p>",
+        )
+        return EmulatorResponse(200, [("Content-Type", "text/html; charset=utf-8")], body)
+
+    def _never_archived(self, original: str) -> EmulatorResponse:
+        esc = html.escape(original)
+        body = self._page(
+            "Wayback Machine",
+            "<!-- Hrm. The Wayback Machine has not archived that URL. -->\n"
+            "<h2>Hrm.</h2>\n<p>The Wayback Machine has not archived that URL.</p>\n"
+            "<p>Click here to search for all archived pages under\n"
+            f'  <a href="/web/*/{esc}*">{esc}</a>.\n</p>',
+        )
+        return EmulatorResponse(
+            404, [("Content-Type", "text/html; charset=utf-8")], body, "NOT FOUND"
+        )
+
+    # ---- CDX ----------------------------------------------------------------------------
+
+    def _cdx_candidates(self, url: str, match_type: str) -> list[dict[str, str]]:
+        qkey = url_key(url)
+        qhost = qkey.split("/", 1)[0]
+        with self._lock:
+            keys = set(self._captures) | set(self._raw_cdx)
+
+            def matches(k: str) -> bool:
+                if match_type == "prefix":
+                    return k.startswith(qkey)
+                khost = k.split("/", 1)[0]
+                if match_type == "host":
+                    return khost == qhost
+                if match_type == "domain":
+                    return khost == qhost or khost.endswith("." + qhost)
+                return k == qkey
+
+            selected = sorted((k for k in keys if matches(k)), key=surt_urlkey)
+            rows: list[dict[str, str]] = []
+            for k in selected:
+                rows += [c.cdx_row() for c in self._captures.get(k, []) if c.in_cdx]
+                rows += [dict(zip(CDX_FIELDS, r, strict=True)) for r in self._raw_cdx.get(k, [])]
+        return rows
+
+    @staticmethod
+    def _cdx_error(status: int, message: str) -> EmulatorResponse:
+        return EmulatorResponse(
+            status, [("Content-Type", "text/plain;charset=UTF-8")], (message + "\n").encode()
+        )
+
+    def _cdx(self, path: str) -> EmulatorResponse:
+        parts = urlsplit(path)
+        params = parse_qsl(parts.query, keep_blank_values=True)
+        multi: dict[str, list[str]] = {}
+        for k, v in params:
+            multi.setdefault(k, []).append(v)
+
+        def one(name: str, default: str | None = None) -> str | None:
+            vals = multi.get(name)
+            return vals[-1] if vals else default
+
+        if parts.path.startswith("/web/timemap/link/") or parts.path == "/web/timemap/link":
+            original = parts.path[len("/web/timemap/link/") :] or (one("url") or "")
+            if parts.query and not one("url"):
+                original += "?" + parts.query
+            return self._timemap_link(_maybe_unquote(original))
+        if parts.path in ("/web/timemap/json", "/web/timemap/cdx", "/web/timemap"):
+            if parts.path.endswith("/json") and "output" not in multi:
+                multi["output"] = ["json"]
+        elif parts.path not in ("/cdx/search/cdx", "/cdx/search"):
+            return self._not_found()
+
+        url = one("url")
+        if not url:
+            return self._cdx_error(400, "java.lang.IllegalArgumentException: url is required")
+        match_type = (one("matchType") or "exact").lower()
+        if url.endswith("*"):
+            url, match_type = url[:-1], "prefix"
+        if url.startswith("*."):
+            url, match_type = url[2:], "domain"
+        if self._is_excluded(url_key(url)):
+            return EmulatorResponse(
+                403,
+                [
+                    ("Content-Type", "text/plain;charset=UTF-8"),
+                    ("X-Archive-Wayback-Runtime-Error", CDX_BLOCKED_MESSAGE),
+                    ("X-ts", "403"),
+                ],
+                (CDX_BLOCKED_MESSAGE + "\n").encode(),
+                "Forbidden",
+            )
+        rows = self._cdx_candidates(url, match_type)
+
+        fl_raw = one("fl")
+        fl = [f.strip() for f in fl_raw.split(",") if f.strip()] if fl_raw else list(CDX_FIELDS)
+        for f in fl:
+            if f not in CDX_FIELDS:
+                return self._cdx_error(400, f"java.lang.IllegalArgumentException: bad field {f}")
+
+        frm, to = one("from"), one("to")
+        if frm:
+            lo = _pad_ts(frm)
+            rows = [r for r in rows if r["timestamp"] >= lo]
+        if to:
+            hi = _pad_ts(to, "9")
+            rows = [r for r in rows if r["timestamp"] <= hi]
+
+        for spec in multi.get("filter", []):
+            substring = spec.startswith("~")
+            s = spec[1:] if substring else spec
+            negate = s.startswith("!")
+            s = s[1:] if negate else s
+            fname, _, pattern = s.partition(":")
+            if fname.isdigit() and int(fname) < len(CDX_FIELDS):
+                fname = CDX_FIELDS[int(fname)]
+            if fname not in CDX_FIELDS:
+                return self._cdx_error(
+                    400, f"java.lang.IllegalArgumentException: bad filter {spec}"
+                )
+            if substring:
+                rows = [r for r in rows if (pattern in r[fname]) != negate]
+            else:
+                try:
+                    rx = re.compile(pattern)
+                except re.error:
+                    return self._cdx_error(
+                        400, f"java.util.regex.PatternSyntaxException: {pattern}"
+                    )
+                rows = [r for r in rows if (rx.fullmatch(r[fname]) is not None) != negate]
+
+        for spec in multi.get("collapse", []):
+            fname, _, n = spec.partition(":")
+            if fname not in CDX_FIELDS:
+                continue
+            width = int(n) if n.isdigit() else None
+            collapsed: list[dict[str, str]] = []
+            last: str | None = None
+            for r in rows:
+                v = r[fname][:width] if width is not None else r[fname]
+                if v != last:
+                    collapsed.append(r)
+                last = v
+            rows = collapsed
+
+        sort = (one("sort") or "default").lower()
+        closest = one("closest")
+        if closest and sort == "closest":
+            target = _ts_seconds(closest)
+            rows = sorted(rows, key=lambda r: abs(_ts_seconds(r["timestamp"]) - target))
+        elif sort == "reverse":
+            rows = list(reversed(rows))
+
+        resume = one("resumeKey")
+        if resume:
+            try:
+                rk_urlkey, rk_ts = self._decode_resume_key(resume)
+            except ValueError:
+                return self._cdx_error(400, "java.lang.IllegalArgumentException: bad resumeKey")
+            pos = max(
+                (
+                    i
+                    for i, r in enumerate(rows)
+                    if (r["urlkey"], r["timestamp"]) == (rk_urlkey, rk_ts)
+                ),
+                default=-1,
+            )
+            rows = rows[pos + 1 :]
+
+        offset = one("offset")
+        if offset and offset.isdigit():
+            rows = rows[int(offset) :]
+
+        if one("showNumPages", "false") == "true":
+            return EmulatorResponse(200, [("Content-Type", "text/plain")], b"1\n")
+        page = one("page")
+        if page and page.isdigit() and int(page) > 0:
+            rows = []
+
+        resume_key: str | None = None
+        limit_raw = one("limit")
+        if limit_raw:
+            try:
+                limit = int(limit_raw)
+            except ValueError:
+                return self._cdx_error(400, "java.lang.NumberFormatException: limit")
+            if limit >= 0:
+                if len(rows) > limit and limit > 0 and one("showResumeKey", "false") == "true":
+                    last_row = rows[limit - 1]
+                    resume_key = self._encode_resume_key(last_row["urlkey"], last_row["timestamp"])
+                rows = rows[:limit]
+            else:
+                rows = rows[limit:]
+
+        table = [[r[f] for f in fl] for r in rows]
+        headers: list[tuple[str, str]] = [("X-location", "cdx"), ("X-Page-Cache", "BYPASS")]
+        if (one("output") or "").lower() == "json":
+            out_rows: list[list[str]] = [list(fl), *table] if table else []
+            if resume_key is not None:
+                out_rows += [[], [resume_key]]
+            body = (
+                "[" + ",\n".join(json.dumps(r, separators=(",", ":")) for r in out_rows) + "]\n"
+            ).encode()
+            headers.insert(0, ("Content-Type", "application/json"))
+        else:
+            text = "".join(" ".join(r) + "\n" for r in table)
+            if resume_key is not None:
+                text += "\n" + resume_key + "\n"
+            body = text.encode("utf-8")
+            headers.insert(0, ("Content-Type", "text/plain;charset=UTF-8"))
+        return EmulatorResponse(200, headers, body)
+
+    @staticmethod
+    def _encode_resume_key(urlkey: str, ts: str) -> str:
+        """2026 format: base64url(zlib("<urlkey> <last returned ts>"))."""
+        return base64.urlsafe_b64encode(zlib.compress(f"{urlkey} {ts}".encode())).decode()
+
+    @staticmethod
+    def _decode_resume_key(key: str) -> tuple[str, str]:
+        try:
+            raw = zlib.decompress(base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))).decode()
+        except (zlib.error, ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(key) from exc
+        urlkey, _, ts = raw.rpartition(" ")
+        return urlkey, ts
+
+    def _timemap_link(self, original: str) -> EmulatorResponse:
+        caps = [c for c in self.captures_for(original) if c.in_cdx]
+        if not caps or self._is_excluded(url_key(original)):
+            return EmulatorResponse(404, [("Content-Type", "text/plain; charset=utf-8")], b"")
+        base = self.base_url
+        lines = [
+            f'<{caps[0].url}>; rel="original",',
+            f'<{base}/web/timemap/link/{original}>; rel="self"; type="application/link-format";'
+            f' from="{format_http_date(caps[0].timestamp)}",',
+            f'<{base}>; rel="timegate",',
+        ]
+        for i, c in enumerate(caps):
+            rel = "first memento" if i == 0 else "last memento" if i == len(caps) - 1 else "memento"
+            lines.append(
+                f'<{base}/web/{c.timestamp}/{c.url}>; rel="{rel}";'
+                f' datetime="{format_http_date(c.timestamp)}",'
+            )
+        return EmulatorResponse(
+            200, [("Content-Type", "application/link-format")], ("\n".join(lines) + "\n").encode()
+        )
+
+    # ---- availability -----------------------------------------------------------------
+
+    def _availability(self, path: str) -> EmulatorResponse:
+        parts = urlsplit(path)
+        if parts.path.rstrip("/") != "/wayback/available":
+            return self._not_found()
+        q = dict(parse_qsl(parts.query, keep_blank_values=True))
+        url = q.get("url", "")
+        data: dict[str, Any] = {"url": url, "archived_snapshots": {}}
+        ts = q.get("timestamp")
+        if url and not self._is_excluded(url_key(url)):
+            caps = [c for c in self.captures_for(url) if c.replayable]
+            if caps:
+                target = _ts_seconds(_pad_ts(ts)) if ts else _ts_seconds(_now_ts())
+                best = min(
+                    caps, key=lambda c: (abs(_ts_seconds(c.timestamp) - target), c.timestamp)
+                )
+                data["archived_snapshots"] = {
+                    "closest": {
+                        "status": str(best.status),
+                        "available": True,
+                        "url": f"http://127.0.0.1:{self.port}/web/{best.timestamp}/{best.url}",
+                        "timestamp": best.timestamp,
+                    }
+                }
+        if ts is not None:
+            data["timestamp"] = ts
+        body = json.dumps(data).encode()
+        callback = q.get("callback")
+        if callback:
+            body = callback.encode() + b"(" + body + b")"
+        return EmulatorResponse(200, [("Content-Type", "application/json")], body)
+
+
+# --------------------------------------------------------------------------------------
+# Demo data and CLI
+# --------------------------------------------------------------------------------------
+
+_DEMO_HTML = b"""<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Example Domain</title></head>
+<body>
+<h1>Example Domain</h1>
+<p>This domain is for use in illustrative examples in documents. You may use this
+domain in literature without prior coordination or asking for permission.</p>
+<p><a href="https://www.iana.org/domains/example">More information...</a></p>
+</body>
+</html>
+"""
+
+
+def _tiny_pdf(text: str) -> bytes:
+    """A minimal valid one-page PDF with one line of text (no dependencies)."""
+    stream = f"BT /F1 24 Tf 72 720 Td ({text}) Tj ET".encode("latin-1")
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, obj in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n".encode() + obj + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
+    for off in offsets:
+        out += f"{off:010d} 00000 n \n".encode()
+    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+def add_demo_captures(emu: WaybackEmulator) -> None:
+    """A small demo data set (extend freely)."""
+    emu.add_capture(
+        "https://example.com/",
+        "20240101000000",
+        body=_DEMO_HTML,
+        headers={"Server": "ECS (dcb/7F84)", "Content-Length": str(len(_DEMO_HTML))},
+    )
+    emu.add_capture(
+        "http://example.com/", "20230615120000", body=_DEMO_HTML.replace(b"<h1>", b"<h1>Old ")
+    )
+    emu.add_capture(
+        "https://example.com/old-page", "20240101000000", status=301, location="/", body=b""
+    )
+    emu.add_capture("https://example.com/gz", "20240101000000", body=_DEMO_HTML, gzip_quirk=True)
+    emu.add_capture(
+        "https://example.com/fresh", "20240101000000", body=_DEMO_HTML, replayable=False
+    )
+    emu.add_capture("https://example.com/fresh", "20231201000000", body=_DEMO_HTML)
+    emu.add_capture(
+        "https://example.com/report.pdf",
+        "20240101000000",
+        body=_tiny_pdf("Hello from the emulator"),
+        content_type="application/pdf",
+    )
+    emu.add_capture("https://example.com/missing", "20240101000000", status=404, body=b"gone")
+    emu.add_excluded("https://excluded.example.org/")
+    # The wiki's seed resource, at the capture time the wiki showed (wiki-compat.md).
+    emu.add_capture(
+        "https://www.ntia.gov/sites/default/files/publications/ntia-ai-open-model-report.pdf",
+        "20260408194323",
+        body=_tiny_pdf(
+            "Dual-Use Foundation Models with Widely Available Model Weights. NTIA Report."
+        ),
+        content_type="application/pdf",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Loopback Wayback Machine emulator")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--demo", action="store_true", help="add the demo capture set")
+    parser.add_argument("--no-recordings", action="store_true", help="do not load recordings")
+    parser.add_argument("--cdx-per-minute", type=int, default=None)
+    parser.add_argument("--playback-per-minute", type=int, default=None)
+    args = parser.parse_args(argv)
+    emu = WaybackEmulator(
+        port=args.port,
+        load_recordings=not args.no_recordings,
+        cdx_per_minute=args.cdx_per_minute,
+        playback_per_minute=args.playback_per_minute,
+    )
+    if args.demo:
+        add_demo_captures(emu)
+    emu.start()
+    print(emu.base_url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
