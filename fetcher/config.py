@@ -1,0 +1,268 @@
+"""Configuration: TOML loading, built-in defaults, validation.
+
+Lookup order: an explicit path (``--config``), then ``$SNAPCACHE_CONFIG``, then
+``./config.toml``, then built-in defaults. Every key has a default; an unknown key or a value
+of the wrong type or range is a :class:`ConfigError` that names the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import platformdirs
+
+from .errors import ConfigError
+
+# The Internet Archive's hard limits are 30 CDX and 600 playback requests per minute per IP
+# (edgi-govdata-archiving/wayback#206, _client.py); its staff asked clients to stay at 80%.
+DEFAULT_CDX_PER_MINUTE: Final = 0.8 * 30
+DEFAULT_PLAYBACK_PER_MINUTE: Final = 0.8 * 600
+# The availability API has no published limit and 429s early (internetarchive/wayback#274);
+# waybackpy spaces its calls 5 s apart. Resolution never needs it.
+DEFAULT_AVAILABILITY_PER_MINUTE: Final = 12.0
+# 429s carry no Retry-After; ignoring them for a minute gets the IP firewalled for an hour
+# (edgi-govdata-archiving/wayback#137). Pause at least that long.
+DEFAULT_PAUSE_ON_429: Final = 60.0
+
+ENV_CONFIG: Final = "SNAPCACHE_CONFIG"
+APP_NAME: Final = "snapcache"
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveConfig:
+    """Where the archive is and how to talk to it."""
+
+    base_url: str = "https://web.archive.org"
+    availability_url: str = "https://archive.org/wayback/available"
+    user_agent: str = "snapcache/0.1 (+https://github.com/snapcache/snapcache)"
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    #: Wall-clock bound on one HTTP exchange, body included.
+    request_timeout: float = 180.0
+    max_redirects: int = 10
+    max_body_bytes: int = 100_000_000
+    #: Extra hosts (``host`` or ``host:port``) that may be contacted besides base_url's.
+    extra_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RatesConfig:
+    """Per-pool request budgets, shared by every process using the same state file."""
+
+    cdx_per_minute: float = DEFAULT_CDX_PER_MINUTE
+    playback_per_minute: float = DEFAULT_PLAYBACK_PER_MINUTE
+    availability_per_minute: float = DEFAULT_AVAILABILITY_PER_MINUTE
+    pause_on_429: float = DEFAULT_PAUSE_ON_429
+    #: Longest a single request waits for a token or a 429 pause before giving up.
+    max_wait: float = 600.0
+    #: SQLite file holding the shared buckets. Empty: the user cache dir's ratelimit.sqlite.
+    state_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """Bounds on retrying transient failures (exponential backoff with jitter)."""
+
+    max_attempts: int = 4
+    initial_backoff: float = 2.0
+    max_backoff: float = 60.0
+    max_total_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """Where records live and how long each outcome stays fresh."""
+
+    path: str = ""
+    ttl_ok_days: float = 30.0
+    ttl_blocked_days: float = 30.0
+    ttl_not_archived_days: float = 7.0
+    ttl_archived_error_days: float = 7.0
+    ttl_error_hours: float = 1.0
+    history_limit: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewConfig:
+    """Bounds on text extraction."""
+
+    max_chars: int = 3000
+    max_text_chars: int = 1_000_000
+    pdf_max_pages: int = 10
+    pdf_max_seconds: float = 10.0
+    html_max_bytes: int = 8_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration. Build it with :func:`load_config` or directly."""
+
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    rates: RatesConfig = field(default_factory=RatesConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    preview: PreviewConfig = field(default_factory=PreviewConfig)
+    #: Where the values came from, for messages ("built-in defaults" or a path).
+    source: str = "built-in defaults"
+
+    @property
+    def cache_path(self) -> Path:
+        """The cache directory, defaulting to the platform's user cache dir."""
+        if self.cache.path:
+            return Path(self.cache.path).expanduser()
+        return Path(platformdirs.user_cache_dir(APP_NAME)) / "store"
+
+    @property
+    def rate_state_path(self) -> Path:
+        """The shared rate-limit state file (machine-wide per user by default)."""
+        if self.rates.state_path:
+            return Path(self.rates.state_path).expanduser()
+        return Path(platformdirs.user_cache_dir(APP_NAME)) / "ratelimit.sqlite"
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        """Network locations (``host[:port]``, lower case) snapcache may contact."""
+        hosts = {_netloc(self.archive.base_url), _netloc(self.archive.availability_url)}
+        hosts.update(h.lower() for h in self.archive.extra_hosts)
+        return frozenset(hosts)
+
+
+def _netloc(url: str) -> str:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    if parts.port is not None and parts.port != default:
+        return f"{host}:{parts.port}"
+    return host
+
+
+_SECTIONS: Final[dict[str, type[Any]]] = {
+    "archive": ArchiveConfig,
+    "rates": RatesConfig,
+    "retry": RetryConfig,
+    "cache": CacheConfig,
+    "preview": PreviewConfig,
+}
+
+# Keys whose value must be > 0 (the rest of the numbers must be >= 0).
+_POSITIVE: Final = frozenset(
+    {
+        "connect_timeout",
+        "read_timeout",
+        "request_timeout",
+        "max_body_bytes",
+        "cdx_per_minute",
+        "playback_per_minute",
+        "availability_per_minute",
+        "max_attempts",
+        "max_chars",
+        "max_text_chars",
+        "pdf_max_pages",
+        "pdf_max_seconds",
+        "html_max_bytes",
+        "history_limit",
+    }
+)
+
+
+def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
+    name = f"{section}.{key}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        value = float(value)
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+    elif isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    if isinstance(value, int | float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{name}: must be a finite number")
+        if key in _POSITIVE and value <= 0:
+            raise ConfigError(f"{name}: must be greater than 0, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{name}: must not be negative, got {value!r}")
+    return value
+
+
+def _check_url(name: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}: expected an http(s) URL, got {url!r}")
+
+
+def config_from_mapping(data: Mapping[str, Any], *, source: str = "mapping") -> Config:
+    """Validate a parsed TOML document (or any mapping) into a :class:`Config`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: the configuration must be a table")
+    built: dict[str, Any] = {}
+    for section, value in data.items():
+        if section not in _SECTIONS:
+            known = ", ".join(sorted(_SECTIONS))
+            raise ConfigError(f"{source}: unknown section [{section}] (known: {known})")
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        cls = _SECTIONS[section]
+        defaults = cls()
+        known_keys = {f.name for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, item in value.items():
+            if key not in known_keys:
+                raise ConfigError(f"{source}: unknown key {section}.{key}")
+            kwargs[key] = _coerce(section, key, item, getattr(defaults, key))
+        built[section] = cls(**kwargs)
+    config = Config(**built, source=source)
+    _check_url("archive.base_url", config.archive.base_url)
+    _check_url("archive.availability_url", config.archive.availability_url)
+    if config.archive.base_url.endswith("/"):
+        config = _replace_archive(config, base_url=config.archive.base_url.rstrip("/"))
+    if any(c in config.archive.user_agent for c in "\r\n"):
+        raise ConfigError(f"{source}: archive.user_agent must be one line")
+    return config
+
+
+def _replace_archive(config: Config, **changes: Any) -> Config:
+    from dataclasses import replace
+
+    return replace(config, archive=replace(config.archive, **changes))
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the configuration by the documented lookup order."""
+    candidates: list[tuple[Path, bool]] = []
+    if path is not None:
+        candidates.append((Path(path), True))
+    elif os.environ.get(ENV_CONFIG):
+        candidates.append((Path(os.environ[ENV_CONFIG]), True))
+    else:
+        candidates.append((Path("config.toml"), False))
+    for candidate, required in candidates:
+        if not candidate.is_file():
+            if required:
+                raise ConfigError(f"config file not found: {candidate}")
+            continue
+        try:
+            with candidate.open("rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{candidate}: not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"{candidate}: cannot read: {exc}") from exc
+        return config_from_mapping(data, source=str(candidate))
+    return Config()

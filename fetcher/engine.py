@@ -1,0 +1,354 @@
+"""One fetch, and many: freshness check, resolution, extraction, storage.
+
+:class:`AsyncFetcher` is the engine; :class:`Fetcher` is its synchronous facade, which runs
+the engine on a private event loop thread so it also works where a loop is already running
+(notebooks, other async frameworks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+from collections.abc import Coroutine, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cache import SnapshotCache, TTLs, freshness
+from cache.records import Record, Status
+
+from .archive import Resolution, WaybackArchive
+from .config import Config, load_config
+from .errors import ArchiveError, DisallowedHostError, SnapcacheError, TransientError
+from .extract import ExtractLimits, extract
+from .ids import mint_stable_id, normalize_timestamp, parse_target, resource_id
+from .transport import Response, Transport
+
+T = TypeVar("T")
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ttls_from_config(config: Config) -> TTLs:
+    """The per-outcome freshness periods of the configuration, in seconds."""
+    c = config.cache
+    day = 86400.0
+    return TTLs(
+        ok=c.ttl_ok_days * day,
+        blocked=c.ttl_blocked_days * day,
+        not_archived=c.ttl_not_archived_days * day,
+        archived_error=c.ttl_archived_error_days * day,
+        error=c.ttl_error_hours * 3600.0,
+    )
+
+
+def limits_from_config(config: Config) -> ExtractLimits:
+    """Extraction bounds from the ``[preview]`` section."""
+    p = config.preview
+    return ExtractLimits(
+        preview_chars=p.max_chars,
+        text_chars=p.max_text_chars,
+        pdf_max_pages=p.pdf_max_pages,
+        pdf_max_seconds=p.pdf_max_seconds,
+        html_max_bytes=p.html_max_bytes,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Extracted:
+    content_type: str | None
+    title: str | None
+    preview: str
+    text: str
+    note: str | None
+    sha256: str
+
+
+def _extract_response(response: Response, limits: ExtractLimits) -> _Extracted:
+    declared = response.headers.get("content-type")
+    source: bytes | Path = (
+        response.body_path if response.body_path is not None else (response.body or b"")
+    )
+    result = extract(source, declared, limits)
+    digest = hashlib.sha256()
+    if isinstance(source, Path):
+        with source.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    else:
+        digest.update(source)
+    return _Extracted(
+        content_type=result.content_type,
+        title=result.title,
+        preview=result.preview,
+        text=result.text,
+        note=result.note,
+        sha256=digest.hexdigest(),
+    )
+
+
+class AsyncFetcher:
+    """Resolve, fetch, extract and store, asynchronously.
+
+    Use as ``async with AsyncFetcher(config) as f: record = await f.fetch(url)``.
+    """
+
+    def __init__(
+        self,
+        config: Config | str | os.PathLike[str] | None = None,
+        *,
+        cache: SnapshotCache | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        self.config = config if isinstance(config, Config) else load_config(config)
+        self.cache = cache or SnapshotCache(
+            self.config.cache_path, history_limit=self.config.cache.history_limit
+        )
+        self.transport = transport or Transport(self.config)
+        self.transport.tmpdir = self.config.cache_path / "tmp"
+        self.archive = WaybackArchive(self.config, self.transport)
+        self.ttls = ttls_from_config(self.config)
+        self.limits = limits_from_config(self.config)
+
+    async def __aenter__(self) -> AsyncFetcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and the cache."""
+        await self.transport.aclose()
+        self.cache.close()
+
+    async def fetch(self, url: str, at: str | None = None, force: bool = False) -> Record:
+        """Return the record for ``url``: from the cache when fresh (no request at all),
+        else resolved and fetched anew. ``at`` (YYYYMMDD[hhmmss]) asks for the capture
+        closest to that time. Never raises for archive failures: they are recorded on the
+        record (``status`` "error", or ``error`` beside a kept good capture). Raises
+        :class:`~fetcher.errors.InputError` for a URL or timestamp that is not usable.
+        """
+        target = parse_target(url, self.transport.allowed)
+        wanted_at = normalize_timestamp(at) if at else target.at
+        # After a move, a corrected URL belongs to a resource whose ID is the hash of the
+        # URL it was first cited with: the ID is a key, not a function of the current URL.
+        rid = await asyncio.to_thread(self.cache.resource_id_for_url, target.given)
+        rid = rid or resource_id(target.given)
+        now = datetime.now(UTC)
+        existing = await asyncio.to_thread(self.cache.get, rid)
+        # A record answers the question only if it was asked the same way: newest (None)
+        # or closest to the same time.
+        if (
+            existing is not None
+            and not force
+            and existing.requested_timestamp == wanted_at
+            and freshness(existing, now, self.ttls).fresh
+        ):
+            return existing
+        sid = await asyncio.to_thread(
+            self.cache.ensure_identity, rid, target.given, mint=mint_stable_id
+        )
+        started = datetime.now(UTC)
+        resolution: Resolution | None = None
+        extracted: _Extracted | None = None
+        error: str | None
+        try:
+            resolution = await self.archive.resolve(target.original, wanted_at)
+            if resolution.response is not None:
+                extracted = await asyncio.to_thread(
+                    _extract_response, resolution.response, self.limits
+                )
+        except (TransientError, ArchiveError, DisallowedHostError) as exc:
+            resolution = None
+            error = str(exc) or type(exc).__name__
+        else:
+            error = resolution.error
+        finally:
+            if resolution is not None and resolution.response is not None:
+                resolution.response.discard()
+        record = self._new_record(rid, sid, target.given, wanted_at, started, resolution,
+                                  extracted, error)
+        entry = {
+            "at": record.last_attempt_at,
+            "outcome": record.status,
+            "capture_timestamp": record.capture_timestamp,
+            "archived_status": record.archived_status,
+            "error": record.error,
+        }
+        text = extracted.text if extracted is not None else None
+        return await asyncio.to_thread(
+            self.cache.save_attempt, record, text=text, history_entry=entry
+        )
+
+    def _new_record(
+        self,
+        rid: str,
+        sid: str,
+        url: str,
+        at: str | None,
+        started: datetime,
+        resolution: Resolution | None,
+        extracted: _Extracted | None,
+        error: str | None,
+    ) -> Record:
+        now = _iso(datetime.now(UTC))
+        status: Status = resolution.status if resolution is not None else "error"
+        record = Record(
+            resource_id=rid,
+            stable_id=sid,
+            url=url,
+            status=status,
+            error=error if status == "error" else None,
+            last_attempt_at=now,
+            attempts=1,
+            last_outcome=status,
+            requested_timestamp=at,
+            archive=self.config.archive.base_url,
+            created_at=_iso(started),
+        )
+        if resolution is None:
+            return record
+        record.archived_status = resolution.archived_status
+        record.capture_timestamp = resolution.capture_timestamp
+        record.archive_url = resolution.archive_url
+        record.raw_url = resolution.raw_url
+        record.original_url = resolution.original_url
+        record.redirects = list(resolution.redirects)
+        record.preview_note = resolution.note
+        response = resolution.response
+        if response is not None and extracted is not None:
+            record.fetched_at = now
+            record.content_type = extracted.content_type
+            record.orig_content_type = response.headers.get(
+                "x-archive-orig-content-type", response.headers.get("content-type")
+            )
+            record.content_length = response.size
+            record.body_truncated = response.capped
+            record.title = extracted.title
+            record.preview = extracted.preview
+            record.text_length = len(extracted.text)
+            record.sha256 = extracted.sha256
+            record.preview_note = extracted.note
+        return record
+
+    async def fetch_many(
+        self,
+        urls: Iterable[str],
+        *,
+        at: str | None = None,
+        force: bool = False,
+        concurrency: int = 4,
+    ) -> list[Record | SnapcacheError]:
+        """Fetch several URLs with bounded concurrency, in input order. A URL that cannot
+        be used gives its :class:`SnapcacheError` in its place instead of a record."""
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(u: str) -> Record | SnapcacheError:
+            async with gate:
+                try:
+                    return await self.fetch(u, at=at, force=force)
+                except SnapcacheError as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(one(u) for u in urls)))
+
+    def lookup(self, ident: str) -> Record | None:
+        """A stored record by resource ID, stable ID or URL (alias included); no network."""
+        return self.cache.lookup(ident.strip())
+
+    def move(self, old_url: str, new_url: str) -> Record:
+        """Rebind a resource to a corrected URL; its IDs stay, the old URL stays an alias."""
+        return self.cache.move(old_url.strip(), parse_target(new_url).given)
+
+
+class Fetcher:
+    """Synchronous facade over :class:`AsyncFetcher`.
+
+    ``Fetcher(config).fetch(url)`` returns a :class:`~cache.records.Record`. Close it (or
+    use it as a context manager) to release the HTTP client and the cache.
+    """
+
+    def __init__(
+        self,
+        config: Config | str | os.PathLike[str] | None = None,
+        *,
+        cache: SnapshotCache | None = None,
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="snapcache-loop", daemon=True
+        )
+        self._thread.start()
+        try:
+            self._engine = self._run(self._make(config, cache))
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    @staticmethod
+    async def _make(
+        config: Config | str | os.PathLike[str] | None, cache: SnapshotCache | None
+    ) -> AsyncFetcher:
+        # Built on the loop thread so httpx binds its client to that loop.
+        return AsyncFetcher(config, cache=cache)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result()
+
+    @property
+    def config(self) -> Config:
+        """The configuration in use."""
+        return self._engine.config
+
+    @property
+    def cache(self) -> SnapshotCache:
+        """The record store (usable directly for reads)."""
+        return self._engine.cache
+
+    def fetch(self, url: str, at: str | None = None, force: bool = False) -> Record:
+        """See :meth:`AsyncFetcher.fetch`."""
+        return self._run(self._engine.fetch(url, at=at, force=force))
+
+    def fetch_many(
+        self, urls: Iterable[str], *, at: str | None = None, force: bool = False,
+        concurrency: int = 4,
+    ) -> list[Record | SnapcacheError]:
+        """See :meth:`AsyncFetcher.fetch_many`."""
+        return self._run(
+            self._engine.fetch_many(list(urls), at=at, force=force, concurrency=concurrency)
+        )
+
+    def lookup(self, ident: str) -> Record | None:
+        """See :meth:`AsyncFetcher.lookup`."""
+        return self._engine.lookup(ident)
+
+    def move(self, old_url: str, new_url: str) -> Record:
+        """See :meth:`AsyncFetcher.move`."""
+        return self._engine.move(old_url, new_url)
+
+    def close(self) -> None:
+        """Release the HTTP client, the cache and the loop thread."""
+        if self._loop.is_closed():
+            return
+        try:
+            self._run(self._engine.aclose())
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,59 @@
+"""Shared fixtures: the loopback Wayback emulator and configs pointing at it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def emulator() -> Iterator[Any]:
+    """A fresh loopback Wayback emulator (real recordings loaded) for one test."""
+    from wayback_emulator import WaybackEmulator
+
+    with WaybackEmulator() as emu:
+        yield emu
+
+
+def emulator_config(tmp_path: Path, base_url: str, **sections: dict[str, Any]) -> Any:
+    """A Config pointing at a loopback archive, with fast retries and a private cache."""
+    from fetcher.config import config_from_mapping
+
+    doc: dict[str, dict[str, Any]] = {
+        "archive": {
+            "base_url": base_url,
+            "availability_url": f"{base_url}/wayback/available",
+            "connect_timeout": 2.0,
+            "read_timeout": 5.0,
+            "request_timeout": 20.0,
+        },
+        "rates": {"pause_on_429": 1.0, "state_path": str(tmp_path / "ratelimit.sqlite"),
+                  "max_wait": 30.0},
+        "retry": {"max_attempts": 3, "initial_backoff": 0.05, "max_backoff": 0.2,
+                  "max_total_seconds": 10.0},
+        "cache": {"path": str(tmp_path / "store")},
+    }
+    for name, values in sections.items():
+        doc.setdefault(name, {}).update(values)
+    return config_from_mapping(doc, source="test")
+
+
+@pytest.fixture
+def config(tmp_path: Path, emulator: Any) -> Any:
+    return emulator_config(tmp_path, emulator.base_url)
+
+
+@pytest.fixture
+def fetcher(config: Any) -> Iterator[Any]:
+    from fetcher import Fetcher
+
+    with Fetcher(config) as f:
+        yield f
