@@ -77,10 +77,13 @@ def render_card(record: Record) -> str:
     status = record.status
     archived = f"HTTP {record.archived_status}" if record.archived_status else "no capture"
     lines.append(f"  Outcome:      {status} · archived status {archived}")
-    lines.append(
-        f"  Captured:     {human_timestamp(record.capture_timestamp)}"
-        f" · Fetched {human_iso(record.fetched_at)}"
+    # A record without a fetched capture was still checked: say when, not "never".
+    when = (
+        f"Fetched {human_iso(record.fetched_at)}"
+        if record.fetched_at
+        else f"Checked {human_iso(record.last_attempt_at)}"
     )
+    lines.append(f"  Captured:     {human_timestamp(record.capture_timestamp)} · {when}")
     if record.status == "ok":
         lines.append(
             f"  Size:         {human_size(record.content_length)}"

@@ -24,7 +24,7 @@ from cache.records import Record, Status
 from .archive import Resolution, WaybackArchive
 from .config import Config, load_config
 from .errors import ArchiveError, DisallowedHostError, SnapcacheError, TransientError
-from .extract import ExtractLimits, extract
+from .extract import Extraction, ExtractLimits, extract
 from .ids import mint_stable_id, normalize_timestamp, parse_target, resource_id
 from .transport import Response, Transport
 
@@ -75,7 +75,21 @@ def _extract_response(response: Response, limits: ExtractLimits) -> _Extracted:
     source: bytes | Path = (
         response.body_path if response.body_path is not None else (response.body or b"")
     )
-    result = extract(source, declared, limits)
+    try:
+        result = extract(source, declared, limits)
+    except Exception as exc:
+        # extract() promises not to raise on any content; should a library still fail on
+        # some document, the capture fields are good and are kept, with the reason noted.
+        result = Extraction(
+            kind="other",
+            content_type=(declared or "application/octet-stream").split(";")[0].strip(),
+            title=None,
+            text="",
+            preview="",
+            note=f"extraction failed: {type(exc).__name__}",
+            charset=None,
+            pages=None,
+        )
     digest = hashlib.sha256()
     if isinstance(source, Path):
         with source.open("rb") as fh:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from docgen import NTIA_SENTENCE, NTIA_TS, NTIA_URL, html_page, ntia_pdf
@@ -335,3 +336,69 @@ def test_fetch_many_keeps_order_and_reports_bad_input_in_place(
     assert results[0].status == "ok"  # type: ignore[union-attr]
     assert isinstance(results[1], InputError)
     assert results[2].status == "not_archived"  # type: ignore[union-attr]
+
+
+def test_the_cdx_fallback_is_one_bounded_filtered_query_without_paging(
+    emulator: Any, fetcher: Fetcher
+) -> None:
+    """Pitfall 6: paging drops rows and unbounded queries truncate silently; pitfall 7: the
+    availability API is never needed."""
+    url = "https://example.org/only-404"
+    emulator.add_capture(url, "20240101000000", status=404, body=b"gone")
+    fetcher.fetch(url)
+    cdx = [path for pool, _m, path in emulator.requests if pool == "cdx"]
+    assert len(cdx) == 1
+    query = parse_qs(urlsplit(cdx[0]).query)
+    assert query["limit"] == ["-10"]
+    assert query["filter"] == ["statuscode:2[0-9][0-9]"]
+    assert query["output"] == ["json"]
+    assert "page" not in query and "resolveRevisits" not in query
+    assert emulator.counts.get("availability", 0) == 0
+
+
+def test_at_uses_a_closest_sorted_cdx_query(emulator: Any, fetcher: Fetcher) -> None:
+    url = "https://example.org/at-404"
+    emulator.add_capture(url, "20190101000000", body=html_page("Old", "good old text"))
+    emulator.add_capture(url, "20200101000000", status=404, body=b"gone")
+    record = fetcher.fetch(url, at="20200102")
+    assert record.capture_timestamp == "20190101000000"
+    cdx = [path for pool, _m, path in emulator.requests if pool == "cdx"]
+    query = parse_qs(urlsplit(cdx[0]).query)
+    assert query["closest"] == ["20200102000000"] and query["sort"] == ["closest"]
+
+
+def test_an_extraction_failure_keeps_the_capture_and_notes_why(
+    emulator: Any, fetcher: Fetcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fetcher.engine as engine
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise MemoryError("simulated library failure")
+
+    monkeypatch.setattr(engine, "extract", broken)
+    emulator.add_capture("https://example.org/doc", "20220101000000", body=b"<html>x</html>")
+    record = fetcher.fetch("https://example.org/doc")
+    assert record.status == "ok" and record.capture_timestamp == "20220101000000"
+    assert record.preview_note == "extraction failed: MemoryError"
+
+
+def test_the_readme_library_example_runs(emulator: Any, tmp_path: Any) -> None:
+    import re
+    from pathlib import Path
+
+    from wayback_emulator import add_demo_captures
+
+    add_demo_captures(emulator)
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"## Library\n+```python\n(.*?)```", readme, re.DOTALL)
+    assert code is not None
+    config = tmp_path / "local.toml"
+    config.write_text(
+        f'[archive]\nbase_url = "{emulator.base_url}"\n'
+        f'availability_url = "{emulator.base_url}/wayback/available"\n'
+        f'[rates]\nstate_path = "{tmp_path / "rl.sqlite"}"\n'
+        f'[cache]\npath = "{tmp_path / "demo"}"\n'
+    )
+    source = code.group(1).replace("/tmp/local.toml", str(config))
+    source = source.replace("/tmp/snapcache-demo", str(tmp_path / "demo"))
+    exec(compile(source, "README.md", "exec"), {})
