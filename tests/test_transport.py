@@ -174,3 +174,28 @@ def test_transient_errors_are_bounded_in_count(tmp_path: Path, emulator: Any) ->
 
 def test_transient_error_type_is_public() -> None:
     assert issubclass(RateLimitedError, TransientError)
+
+
+def test_a_redirect_to_another_host_is_refused_recorded_and_never_requested(
+    tmp_path: Path,
+) -> None:
+    """Only configured archive hosts are contacted: a second loopback server named in a
+    redirect receives nothing."""
+    other = RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+    elsewhere = f"http://127.0.0.1:{other.port}/web/20200101000000id_/https://example.org/"
+    archive = RawServer(
+        b"HTTP/1.1 302 FOUND\r\nLocation: " + elsewhere.encode()
+        + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    try:
+        config = emulator_config(tmp_path, f"http://127.0.0.1:{archive.port}")
+        with Fetcher(config) as f:
+            record = f.fetch("https://example.org/")
+        assert record.status == "error"
+        assert record.error is not None and "non-archive host" in record.error
+        assert elsewhere in record.redirects
+        assert archive.connections == 1
+        assert other.connections == 0
+    finally:
+        other.close()
+        archive.close()
