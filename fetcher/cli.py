@@ -1,7 +1,8 @@
 """The ``snapcache`` command line.
 
 Exit codes: 0 every URL reached a final outcome (ok, not_archived, archived_error, blocked);
-1 some URL ended in error or was invalid; 2 usage or configuration error.
+1 some URL ended in error or was invalid; 2 usage or configuration error; 75 deferred (the
+archive paused us) or another run holds the cache; 130/143 interrupted by SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from cache.records import FINAL_STATUSES, Record
 
 from .config import Config, load_config
 from .engine import Fetcher
-from .errors import ConfigError, InputError, SnapcacheError
+from .errors import ConfigError, DeferredError, InputError, SnapcacheError
 from .extract import sanitize_text
 
 EXIT_OK: Final = 0
 EXIT_SOME_FAILED: Final = 1
 EXIT_USAGE: Final = 2
+EXIT_DEFERRED: Final = 75
 PREVIEW_EXCERPT: Final = 700
 
 
@@ -173,6 +175,10 @@ def fetch(ctx: click.Context, urls: tuple[str, ...], at: str | None, force: bool
                 click.echo(f"snapcache: skipped {_clean(url)[:200]!r}: {_clean(exc)}", err=True)
                 code = EXIT_SOME_FAILED
                 continue
+            except DeferredError as exc:
+                click.echo(f"snapcache: deferred {_clean(url)[:200]!r}: {_clean(exc)}", err=True)
+                code = EXIT_DEFERRED
+                break
             _emit(record, as_json)
             if record.status not in FINAL_STATUSES or record.last_outcome == "error":
                 code = EXIT_SOME_FAILED
@@ -218,6 +224,9 @@ def move(ctx: click.Context, old_url: str, new_url: str, as_json: bool) -> None:
         _emit(record, as_json)
     finally:
         fetcher.close()
+
+
+from . import cli_batch  # noqa: E402,F401 - registers the batch commands on `cli`
 
 
 def main() -> None:

@@ -7,12 +7,13 @@ of the wrong type or range is a :class:`ConfigError` that names the key.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal, cast
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -30,15 +31,28 @@ DEFAULT_AVAILABILITY_PER_MINUTE: Final = 12.0
 # (edgi-govdata-archiving/wayback#137). Pause at least that long.
 DEFAULT_PAUSE_ON_429: Final = 60.0
 
+#: A budget meaning "no limit" (a pywb archive you run yourself needs none by default).
+UNLIMITED: Final = math.inf
+
+Dialect = Literal["ia", "pywb"]
+"""How an archive speaks: ``ia`` (the Internet Archive's ``/web/`` replay and
+``/cdx/search/cdx``) or ``pywb`` (``/{collection}/`` replay and ``/{collection}/cdx``)."""
+DIALECTS: Final[tuple[str, ...]] = ("ia", "pywb")
+
 ENV_CONFIG: Final = "SNAPCACHE_CONFIG"
 APP_NAME: Final = "snapcache"
 
 
 @dataclass(frozen=True, slots=True)
 class ArchiveConfig:
-    """Where the archive is and how to talk to it."""
+    """The primary archive (tried first) and the connection settings every archive shares."""
 
+    #: The name records carry in their ``archive`` field.
+    name: str = "ia"
     base_url: str = "https://web.archive.org"
+    dialect: str = "ia"
+    #: The pywb collection (required for the pywb dialect, unused for ia).
+    collection: str = ""
     availability_url: str = "https://archive.org/wayback/available"
     user_agent: str = "snapcache/0.1 (+https://github.com/snapcache/snapcache)"
     connect_timeout: float = 10.0
@@ -49,6 +63,26 @@ class ArchiveConfig:
     max_body_bytes: int = 100_000_000
     #: Extra hosts (``host`` or ``host:port``) that may be contacted besides base_url's.
     extra_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveEntry:
+    """One archive of the fallback chain, resolved: where it is, how it speaks, its budgets.
+
+    A budget of :data:`UNLIMITED` means no limit.
+    """
+
+    name: str
+    base_url: str
+    dialect: Dialect = "ia"
+    collection: str = ""
+    cdx_per_minute: float = DEFAULT_CDX_PER_MINUTE
+    playback_per_minute: float = DEFAULT_PLAYBACK_PER_MINUTE
+
+    @property
+    def netloc(self) -> str:
+        """``host[:port]`` of the archive, lower case."""
+        return _netloc(self.base_url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +134,17 @@ class PreviewConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RunConfig:
+    """Batch runs (``snapcache run``)."""
+
+    concurrency: int = 4
+    #: A pool paused longer than this defers the rest of the run (exit 75), seconds.
+    max_wait: float = 600.0
+    #: This many URLs failing in a row (an outage) defer the rest instead of hammering.
+    circuit_breaker: int = 8
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. Build it with :func:`load_config` or directly."""
 
@@ -108,6 +153,9 @@ class Config:
     retry: RetryConfig = field(default_factory=RetryConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
+    #: The ``[[archives]]`` entries, tried in order after the primary ``[archive]``.
+    archives: tuple[ArchiveEntry, ...] = ()
+    run: RunConfig = field(default_factory=RunConfig)
     #: Where the values came from, for messages ("built-in defaults" or a path).
     source: str = "built-in defaults"
 
@@ -126,11 +174,35 @@ class Config:
         return Path(platformdirs.user_cache_dir(APP_NAME)) / "ratelimit.sqlite"
 
     @property
-    def allowed_hosts(self) -> frozenset[str]:
-        """Network locations (``host[:port]``, lower case) snapcache may contact."""
+    def primary(self) -> ArchiveEntry:
+        """The ``[archive]`` table as an entry of the chain; its budgets are ``[rates]``."""
+        a = self.archive
+        return ArchiveEntry(
+            name=a.name,
+            base_url=a.base_url,
+            dialect=cast(Dialect, a.dialect),
+            collection=a.collection,
+            cdx_per_minute=self.rates.cdx_per_minute,
+            playback_per_minute=self.rates.playback_per_minute,
+        )
+
+    @property
+    def chain(self) -> tuple[ArchiveEntry, ...]:
+        """Every archive in the order they are tried: ``[archive]``, then ``[[archives]]``."""
+        return (self.primary, *self.archives)
+
+    @property
+    def primary_hosts(self) -> frozenset[str]:
+        """The primary archive's hosts: base_url's, availability_url's and extra_hosts."""
         hosts = {_netloc(self.archive.base_url), _netloc(self.archive.availability_url)}
         hosts.update(h.lower() for h in self.archive.extra_hosts)
         return frozenset(hosts)
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        """Network locations (``host[:port]``, lower case) snapcache may contact: those of
+        every configured archive."""
+        return self.primary_hosts | {entry.netloc for entry in self.archives}
 
 
 def _netloc(url: str) -> str:
@@ -148,6 +220,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "retry": RetryConfig,
     "cache": CacheConfig,
     "preview": PreviewConfig,
+    "run": RunConfig,
 }
 
 # Keys whose value must be > 0 (the rest of the numbers must be >= 0).
@@ -167,6 +240,8 @@ _POSITIVE: Final = frozenset(
         "pdf_max_seconds",
         "html_max_bytes",
         "history_limit",
+        "concurrency",
+        "circuit_breaker",
     }
 )
 
@@ -213,9 +288,14 @@ def config_from_mapping(data: Mapping[str, Any], *, source: str = "mapping") -> 
         raise ConfigError(f"{source}: the configuration must be a table")
     built: dict[str, Any] = {}
     for section, value in data.items():
+        if section == "archives":
+            built["archives"] = _archive_entries(value, source)
+            continue
         if section not in _SECTIONS:
             known = ", ".join(sorted(_SECTIONS))
-            raise ConfigError(f"{source}: unknown section [{section}] (known: {known})")
+            raise ConfigError(
+                f"{source}: unknown section [{section}] (known: {known}, [[archives]])"
+            )
         if not isinstance(value, Mapping):
             raise ConfigError(f"{source}: [{section}] must be a table")
         cls = _SECTIONS[section]
@@ -234,11 +314,86 @@ def config_from_mapping(data: Mapping[str, Any], *, source: str = "mapping") -> 
         config = _replace_archive(config, base_url=config.archive.base_url.rstrip("/"))
     if any(c in config.archive.user_agent for c in "\r\n"):
         raise ConfigError(f"{source}: archive.user_agent must be one line")
+    a = config.archive
+    _check_archive(source, "archive", a.name, a.dialect, a.collection)
+    if a.dialect == "pywb":
+        # A pywb archive is usually your own: no budget unless [rates] sets one.
+        raw_rates = data.get("rates", {})
+        rates = config.rates
+        if "cdx_per_minute" not in raw_rates:
+            rates = replace(rates, cdx_per_minute=UNLIMITED)
+        if "playback_per_minute" not in raw_rates:
+            rates = replace(rates, playback_per_minute=UNLIMITED)
+        config = replace(config, rates=rates)
+    names = [entry.name for entry in config.chain]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{source}: archive name {name!r} is used twice")
     return config
 
 
+_ARCHIVE_BUDGETS: Final = ("cdx_per_minute", "playback_per_minute")
+_ENTRY_KEYS: Final = ("name", "base_url", "dialect", "collection", *_ARCHIVE_BUDGETS)
+_NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _check_archive(source: str, where: str, name: str, dialect: str, collection: str) -> None:
+    if not name or not set(name) <= _NAME_CHARS:
+        raise ConfigError(f"{source}: {where}.name must be letters, digits, '.', '_' or '-'")
+    if dialect not in DIALECTS:
+        raise ConfigError(
+            f"{source}: {where}.dialect must be one of {', '.join(DIALECTS)}, got {dialect!r}"
+        )
+    if dialect == "pywb" and (not collection or not set(collection) <= _NAME_CHARS):
+        raise ConfigError(
+            f"{source}: {where}.collection must name the pywb collection"
+            " (letters, digits, '.', '_' or '-')"
+        )
+
+
+def _archive_entries(value: Any, source: str) -> tuple[ArchiveEntry, ...]:
+    """Validate the ``[[archives]]`` array of tables. A budget left out takes the dialect's
+    default: the Internet Archive's 80% for ``ia``, no limit for ``pywb``."""
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise ConfigError(f"{source}: archives must be an array of tables ([[archives]])")
+    entries = []
+    for index, table in enumerate(value):
+        where = f"archives[{index}]"
+        for key in table:
+            if key not in _ENTRY_KEYS:
+                raise ConfigError(f"{source}: unknown key {where}.{key}")
+        for key in ("name", "base_url"):
+            if key not in table:
+                raise ConfigError(f"{source}: {where}.{key} is required")
+        name = _coerce(where, "name", table["name"], "")
+        base_url = _coerce(where, "base_url", table["base_url"], "").rstrip("/")
+        dialect = _coerce(where, "dialect", table.get("dialect", "ia"), "")
+        collection = _coerce(where, "collection", table.get("collection", ""), "")
+        _check_url(f"{where}.base_url", base_url)
+        _check_archive(source, where, name, dialect, collection)
+        if dialect == "pywb":
+            budgets = {k: UNLIMITED for k in _ARCHIVE_BUDGETS}
+        else:
+            budgets = {
+                "cdx_per_minute": DEFAULT_CDX_PER_MINUTE,
+                "playback_per_minute": DEFAULT_PLAYBACK_PER_MINUTE,
+            }
+        for key in _ARCHIVE_BUDGETS:
+            if key in table:
+                budgets[key] = _coerce(where, key, table[key], 0.0)
+        entries.append(
+            ArchiveEntry(
+                name=name,
+                base_url=base_url,
+                dialect=cast(Dialect, dialect),
+                collection=collection,
+                **budgets,
+            )
+        )
+    return tuple(entries)
+
+
 def _replace_archive(config: Config, **changes: Any) -> Config:
-    from dataclasses import replace
 
     return replace(config, archive=replace(config.archive, **changes))
 

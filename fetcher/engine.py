@@ -8,10 +8,11 @@ the engine on a private event loop thread so it also works where a loop is alrea
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,11 +22,19 @@ from typing import Any, TypeVar
 from cache import SnapshotCache, TTLs, freshness
 from cache.records import Record, Status
 
-from .archive import Resolution, WaybackArchive
+from .archive import ArchiveChain, Resolution, WaybackArchive
+from .batch import RunControl, RunEvent, RunSummary, Sources, run_sources
 from .config import Config, load_config
-from .errors import ArchiveError, DisallowedHostError, SnapcacheError, TransientError
+from .errors import (
+    ArchiveError,
+    DeferredError,
+    DisallowedHostError,
+    SnapcacheError,
+    TransientError,
+)
 from .extract import Extraction, ExtractLimits, extract
-from .ids import mint_stable_id, normalize_timestamp, parse_target, resource_id
+from .ids import Target, mint_stable_id, normalize_timestamp, parse_target, resource_id
+from .sources import Format
 from .transport import Response, Transport
 
 T = TypeVar("T")
@@ -58,6 +67,20 @@ def limits_from_config(config: Config) -> ExtractLimits:
         pdf_max_seconds=p.pdf_max_seconds,
         html_max_bytes=p.html_max_bytes,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What :meth:`AsyncFetcher.plan` decided for one URL (no request made)."""
+
+    target: Target
+    at: str | None
+    resource_id: str
+    existing: Record | None
+    due: bool
+    """True when the URL must be fetched."""
+    reason: str
+    """Why: "missing", "forced", "stale since …", "fresh until …"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +149,10 @@ class AsyncFetcher:
         )
         self.transport = transport or Transport(self.config)
         self.transport.tmpdir = self.config.cache_path / "tmp"
-        self.archive = WaybackArchive(self.config, self.transport)
+        #: Every configured archive, in the order they are tried.
+        self.chain = ArchiveChain(self.config, self.transport)
+        #: The primary archive (``[archive]``).
+        self.archive: WaybackArchive = self.chain.archives[0]
         self.ttls = ttls_from_config(self.config)
         self.limits = limits_from_config(self.config)
 
@@ -141,12 +167,12 @@ class AsyncFetcher:
         await self.transport.aclose()
         self.cache.close()
 
-    async def fetch(self, url: str, at: str | None = None, force: bool = False) -> Record:
-        """Return the record for ``url``: from the cache when fresh (no request at all),
-        else resolved and fetched anew. ``at`` (YYYYMMDD[hhmmss]) asks for the capture
-        closest to that time. Never raises for archive failures: they are recorded on the
-        record (``status`` "error", or ``error`` beside a kept good capture). Raises
-        :class:`~fetcher.errors.InputError` for a URL or timestamp that is not usable.
+    async def plan(
+        self, url: str, at: str | None = None, force: bool = False
+    ) -> Plan:
+        """Decide, without any request, whether ``url`` needs fetching and why.
+
+        Raises :class:`~fetcher.errors.InputError` for a URL or timestamp that is not usable.
         """
         target = parse_target(url, self.transport.allowed)
         wanted_at = normalize_timestamp(at) if at else target.at
@@ -154,30 +180,57 @@ class AsyncFetcher:
         # URL it was first cited with: the ID is a key, not a function of the current URL.
         rid = await asyncio.to_thread(self.cache.resource_id_for_url, target.given)
         rid = rid or resource_id(target.given)
-        now = datetime.now(UTC)
         existing = await asyncio.to_thread(self.cache.get, rid)
+        if existing is None:
+            return Plan(target, wanted_at, rid, None, True, "missing")
+        if force:
+            return Plan(target, wanted_at, rid, existing, True, "forced")
         # A record answers the question only if it was asked the same way: newest (None)
         # or closest to the same time.
-        if (
-            existing is not None
-            and not force
-            and existing.requested_timestamp == wanted_at
-            and freshness(existing, now, self.ttls).fresh
-        ):
-            return existing
+        if existing.requested_timestamp != wanted_at:
+            return Plan(target, wanted_at, rid, existing, True, "asked for another time")
+        fresh = freshness(existing, datetime.now(UTC), self.ttls)
+        return Plan(target, wanted_at, rid, existing, not fresh.fresh, fresh.reason)
+
+    async def fetch(self, url: str, at: str | None = None, force: bool = False) -> Record:
+        """Return the record for ``url``: from the cache when fresh (no request at all),
+        else resolved and fetched anew. ``at`` (YYYYMMDD[hhmmss]) asks for the capture
+        closest to that time. Never raises for archive failures: they are recorded on the
+        record (``status`` "error", or ``error`` beside a kept good capture). Raises
+        :class:`~fetcher.errors.InputError` for a URL or timestamp that is not usable, and
+        :class:`~fetcher.errors.DeferredError` when the archive has paused us for longer
+        than ``rates.max_wait`` (nothing is stored then: try later).
+        """
+        plan = await self.plan(url, at, force)
+        if not plan.due and plan.existing is not None:
+            return plan.existing
+        return await self.attempt(plan)
+
+    async def attempt(self, plan: Plan, stable_id: str | None = None) -> Record:
+        """Resolve, fetch, extract and store one planned URL, whatever its freshness.
+
+        ``stable_id`` binds a supplied ID when the resource has none yet (a conflict with a
+        stored one raises :class:`~cache.errors.StableIdConflictError`).
+        """
+        target, wanted_at, rid = plan.target, plan.at, plan.resource_id
         sid = await asyncio.to_thread(
-            self.cache.ensure_identity, rid, target.given, mint=mint_stable_id
+            functools.partial(
+                self.cache.ensure_identity, rid, target.given, stable_id=stable_id,
+                mint=mint_stable_id,
+            )
         )
         started = datetime.now(UTC)
         resolution: Resolution | None = None
         extracted: _Extracted | None = None
         error: str | None
         try:
-            resolution = await self.archive.resolve(target.original, wanted_at)
+            resolution = await self.chain.resolve(target.original, wanted_at)
             if resolution.response is not None:
                 extracted = await asyncio.to_thread(
                     _extract_response, resolution.response, self.limits
                 )
+        except DeferredError:
+            raise
         except (TransientError, ArchiveError, DisallowedHostError) as exc:
             resolution = None
             error = str(exc) or type(exc).__name__
@@ -223,7 +276,9 @@ class AsyncFetcher:
             attempts=1,
             last_outcome=status,
             requested_timestamp=at,
-            archive=self.config.archive.base_url,
+            # The configured name of the archive that gave the result.
+            archive=(resolution.archive if resolution is not None else None)
+            or self.config.archive.name,
             created_at=_iso(started),
         )
         if resolution is None:
@@ -271,6 +326,26 @@ class AsyncFetcher:
                     return exc
 
         return list(await asyncio.gather(*(one(u) for u in urls)))
+
+    async def run(
+        self,
+        sources: Sources,
+        *,
+        force: bool = False,
+        on_result: Callable[[RunEvent], None] | None = None,
+        fmt: Format | None = None,
+        dry_run: bool = False,
+        concurrency: int | None = None,
+        max_wait: float | None = None,
+        control: RunControl | None = None,
+    ) -> RunSummary:
+        """Run over a source list (a path, a binary file, or an iterable of lines): fetch
+        only what is missing or stale, with bounded concurrency under the shared rate
+        limits. See :mod:`fetcher.batch`. The caller may hold a :class:`RunLock`."""
+        return await run_sources(
+            self, sources, fmt=fmt, force=force, dry_run=dry_run, concurrency=concurrency,
+            max_wait=max_wait, on_result=on_result, control=control,
+        )
 
     def lookup(self, ident: str) -> Record | None:
         """A stored record by resource ID, stable ID or URL (alias included); no network."""
@@ -337,6 +412,26 @@ class Fetcher:
         """See :meth:`AsyncFetcher.fetch_many`."""
         return self._run(
             self._engine.fetch_many(list(urls), at=at, force=force, concurrency=concurrency)
+        )
+
+    def run(
+        self,
+        sources: Sources,
+        *,
+        force: bool = False,
+        on_result: Callable[[RunEvent], None] | None = None,
+        fmt: Format | None = None,
+        dry_run: bool = False,
+        concurrency: int | None = None,
+        max_wait: float | None = None,
+        control: RunControl | None = None,
+    ) -> RunSummary:
+        """See :meth:`AsyncFetcher.run`. ``on_result`` is called on the engine's thread."""
+        return self._run(
+            self._engine.run(
+                sources, force=force, on_result=on_result, fmt=fmt, dry_run=dry_run,
+                concurrency=concurrency, max_wait=max_wait, control=control,
+            )
         )
 
     def lookup(self, ident: str) -> Record | None:

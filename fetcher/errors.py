@@ -13,6 +13,7 @@ __all__ = [
     "ArchiveError",
     "CacheError",
     "ConfigError",
+    "DeferredError",
     "DisallowedHostError",
     "InputError",
     "RateLimitedError",
@@ -49,6 +50,12 @@ class TransientError(ArchiveError):
 class RateLimitedError(TransientError):
     """The archive answered 429 (its own, not an archived one). The pool is paused for
     everyone sharing the rate-limit state; requests resume after the pause."""
+
+
+class DeferredError(TransientError):
+    """The archive has paused a pool (after a 429, or a run's circuit breaker tripped) for
+    longer than ``rates.max_wait``. Nothing was stored for the URL: it is left as it was,
+    for a later run."""
 
 
 class DisallowedHostError(SnapcacheError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import sqlite3
 import tempfile
@@ -24,13 +25,14 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
     stop_after_delay,
     wait_exponential_jitter,
 )
 
 from .config import Config
-from .errors import DisallowedHostError, RateLimitedError, TransientError
+from .errors import DeferredError, DisallowedHostError, RateLimitedError, TransientError
 
 T = TypeVar("T")
 
@@ -54,9 +56,16 @@ class RateLimiter:
     A pool paused after a 429 stays paused for everyone until the pause ends.
     """
 
-    def __init__(self, path: Path, per_minute: dict[str, float]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        per_minute: dict[str, float],
+        per_host: dict[str, dict[str, float]] | None = None,
+    ) -> None:
         self.path = path
         self.per_minute = dict(per_minute)
+        #: Budgets of one archive host (``host[:port]``), overriding ``per_minute`` per pool.
+        self.per_host = {host: dict(rates) for host, rates in (per_host or {}).items()}
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with contextlib.closing(self._connect()) as conn:
             conn.execute(
@@ -121,11 +130,11 @@ class RateLimiter:
     async def acquire(self, key: str, pool: str, max_wait: float) -> None:
         """Wait for a token of ``pool`` (under the archive ``key``), at most ``max_wait`` s.
 
-        Raises :class:`RateLimitedError` when the wait would be longer (the pool is paused
+        Raises :class:`DeferredError` when the wait would be longer (the pool is paused
         beyond it), so a caller defers instead of sleeping for an hour.
         """
-        rate = self.per_minute.get(pool)
-        if rate is None:
+        rate = self.per_host.get(key, {}).get(pool, self.per_minute.get(pool))
+        if rate is None or math.isinf(rate):
             return
         deadline = time.monotonic() + max_wait
         while True:
@@ -133,7 +142,7 @@ class RateLimiter:
             if wait <= 0:
                 return
             if time.monotonic() + wait > deadline:
-                raise RateLimitedError(
+                raise DeferredError(
                     f"{pool} pool of {key} is paused or out of budget for {wait:.0f} s more"
                 )
             await asyncio.sleep(min(wait, 5.0))
@@ -279,6 +288,21 @@ def _wants_inflate(headers: dict[str, str], first: bytes) -> bool:
     return not any(t in content_type for t in _GZIP_TYPES)
 
 
+def per_host_budgets(config: Config) -> dict[str, dict[str, float]]:
+    """Each archive's cdx and playback budgets, keyed by its host (the rate-limit key).
+
+    Two archives on one host (two pywb collections, say) share its buckets, so the stricter
+    budget of the two applies to both.
+    """
+    budgets: dict[str, dict[str, float]] = {}
+    for entry in config.chain:
+        mine = {"cdx": entry.cdx_per_minute, "playback": entry.playback_per_minute}
+        known = budgets.setdefault(entry.netloc, mine)
+        for pool, rate in mine.items():
+            known[pool] = min(known[pool], rate)
+    return budgets
+
+
 class Transport:
     """Sends GET requests to the configured archive hosts, politely."""
 
@@ -298,6 +322,7 @@ class Transport:
                 "playback": config.rates.playback_per_minute,
                 "availability": config.rates.availability_per_minute,
             },
+            per_host_budgets(config),
         )
         a = config.archive
         self.client = client or httpx.AsyncClient(
@@ -309,6 +334,8 @@ class Transport:
         )
         self.stats = Stats()
         self.tmpdir: Path | None = None
+        #: Longest wait for a token or a pause; a batch run sets its --max-wait here.
+        self.max_wait = config.rates.max_wait
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -339,7 +366,7 @@ class Transport:
         outside the allow-list.
         """
         key = self._check_host(url)
-        await self.limiter.acquire(key, pool, self.config.rates.max_wait)
+        await self.limiter.acquire(key, pool, self.max_wait)
         self.stats.requests[pool] += 1
         try:
             async with asyncio.timeout(self.config.archive.request_timeout):
@@ -439,7 +466,9 @@ class Transport:
         retryer = AsyncRetrying(
             stop=stop_after_attempt(r.max_attempts) | stop_after_delay(r.max_total_seconds),
             wait=wait,
-            retry=retry_if_exception_type(TransientError),
+            # A deferral means "not now": retrying it at once would only defer again.
+            retry=retry_if_exception_type(TransientError)
+            & retry_if_not_exception_type(DeferredError),
             before_sleep=count,
             reraise=True,
         )

@@ -1,0 +1,383 @@
+"""Batch commands of the ``snapcache`` CLI: run, refetch, export, list, stats."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import click
+
+from cache.records import FIELD_ORDER, STATUSES, Record
+
+from .batch import (
+    EXIT_DEFERRED,
+    RunControl,
+    RunEvent,
+    RunLock,
+    RunLockedError,
+    RunSummary,
+)
+from .cli import EXIT_SOME_FAILED, _clean, _die, _open, cli, human_iso, human_size
+from .engine import Fetcher
+from .sources import FORMATS
+
+STATUS_CHOICE = click.Choice(list(STATUSES))
+
+
+def _count_lines(path: str) -> int | None:
+    try:
+        with open(path, "rb") as fh:
+            return sum(1 for line in fh if line.strip() and not line.lstrip().startswith(b"#"))
+    except OSError:
+        return None
+
+
+class _Reporter:
+    """Per-URL output: a rich progress bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, *, quiet: bool, as_json: bool, total: int | None) -> None:
+        self.quiet = quiet
+        self.out = sys.stderr if as_json else sys.stdout
+        self.counts: Counter[str] = Counter()
+        self.progress: Any = None
+        self.task: Any = None
+        if not quiet and sys.stderr.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("[bold]snapcache run"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[counts]}"),
+                transient=False,
+            )
+            self.task = self.progress.add_task("run", total=total, rate="", counts="")
+            self.progress.start()
+
+    def __call__(self, event: RunEvent) -> None:
+        if event.kind == "invalid":
+            # Bad lines are always reported, with their number, whatever --quiet says.
+            self._line(f"line {event.line}: invalid: {_clean(event.reason)}", err=True)
+        key = event.record.last_outcome or event.record.status if (
+            event.kind == "fetched" and event.record) else event.kind
+        self.counts[key or event.kind] += 1
+        if self.progress is not None:
+            done = sum(self.counts.values())
+            elapsed = self.progress.tasks[0].elapsed or 0.0
+            self.progress.update(
+                self.task, completed=done,
+                rate=f"{done / elapsed:.1f}/s" if elapsed > 0 else "",
+                counts=" ".join(f"{k}:{v}" for k, v in sorted(self.counts.items())),
+            )
+            return
+        if self.quiet or event.kind == "invalid":
+            return
+        if event.kind == "fetched" and event.record is not None:
+            r = event.record
+            outcome = r.last_outcome or r.status
+            detail = r.capture_timestamp or "-"
+            extra = f" ({_clean(r.error)})" if outcome == "error" and r.error else ""
+            self._line(f"line {event.line}: {outcome} {detail} {_clean(event.url)}{extra}")
+        elif event.kind == "would_fetch":
+            self._line(f"line {event.line}: would fetch {_clean(event.url)} ({event.reason})")
+        elif event.kind == "deferred":
+            self._line(f"line {event.line}: deferred {_clean(event.url)}")
+
+    def _line(self, text: str, err: bool = False) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False, highlight=False)
+        else:
+            click.echo(text, file=sys.stderr if err else self.out)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _print_summary(summary: RunSummary, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary.to_json_dict(), sort_keys=False))
+        return
+    s = summary
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(s.outcomes.items())) or "none"
+    requests = ", ".join(f"{k} {v}" for k, v in sorted(s.requests.items())) or "none"
+    lines = [
+        f"snapcache run: {s.seen} URLs in {s.elapsed:.1f} s",
+        f"  fetched: {s.new} new, {s.refreshed} refreshed; skipped fresh: {s.skipped_fresh};"
+        f" duplicates: {s.duplicates}; invalid lines: {s.invalid}",
+        f"  outcomes: {outcomes}",
+        f"  requests: {requests}; 429s met: {s.rate_limited}",
+    ]
+    if s.would_fetch:
+        lines.append(f"  dry run: {s.would_fetch} would be fetched")
+    if s.deferred:
+        lines.append(f"  deferred: {s.deferred} ({_clean(s.deferred_reason)})")
+    if s.interrupted:
+        lines.append(f"  interrupted by {s.interrupted}; rerun to continue")
+    click.echo("\n".join(lines))
+
+
+def _execute_run(
+    fetcher: Fetcher,
+    sources: Any,
+    *,
+    total: int | None,
+    fmt: str | None,
+    force: bool,
+    dry_run: bool,
+    concurrency: int | None,
+    max_wait: float | None,
+    quiet: bool,
+    as_json: bool,
+) -> RunSummary:
+    control = RunControl()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        control.stop(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    reporter = _Reporter(quiet=quiet, as_json=as_json, total=total)
+    try:
+        summary = fetcher.run(
+            sources, force=force, on_result=reporter, fmt=fmt,  # type: ignore[arg-type]
+            dry_run=dry_run, concurrency=concurrency, max_wait=max_wait, control=control,
+        )
+    finally:
+        reporter.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return summary
+
+
+@cli.command()
+@click.argument("sources")
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default=None,
+              help="Force the list's format (default: detected from its content).")
+@click.option("--force", is_flag=True, help="Ignore freshness: fetch every URL.")
+@click.option("--dry-run", is_flag=True, help="Print what would be fetched and why; no request.")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=None,
+              help="URLs in flight at once (default: run.concurrency).")
+@click.option("--max-wait", type=click.FloatRange(0), default=None,
+              help="Defer the rest (exit 75) if the archive pauses us longer (seconds).")
+@click.option("--wait", "wait_lock", is_flag=True,
+              help="Wait for another run on this cache to finish instead of exiting 75.")
+@click.option("--quiet", is_flag=True, help="No per-URL lines (bad lines are still reported).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.pass_context
+def run(ctx: click.Context, sources: str, fmt: str | None, force: bool, dry_run: bool,
+        concurrency: int | None, max_wait: float | None, wait_lock: bool, quiet: bool,
+        as_json: bool) -> None:
+    """Fetch every URL of a source list (a path, or - for stdin) that is missing or stale.
+
+    Formats: plain text (one URL per line), CSV/TSV with a header (url, optional stable_id
+    and at columns) or JSON Lines with the same keys. Bad lines are reported and skipped.
+    """
+    config = ctx.obj["config"]
+    if sources != "-" and not Path(sources).is_file():
+        _die(f"source list not found: {sources}")
+    lock = RunLock(config.cache_path)
+    try:
+        lock.acquire(wait=wait_lock)
+    except RunLockedError as exc:
+        _die(f"{exc}; try later or use --wait", EXIT_DEFERRED)
+    except OSError as exc:
+        _die(f"cannot lock the cache at {config.cache_path}: {exc}")
+    try:
+        fetcher = _open(ctx)
+        try:
+            source: Any = sys.stdin.buffer if sources == "-" else sources
+            total = None if sources == "-" else _count_lines(sources)
+            summary = _execute_run(
+                fetcher, source, total=total, fmt=fmt, force=force, dry_run=dry_run,
+                concurrency=concurrency, max_wait=max_wait, quiet=quiet, as_json=as_json,
+            )
+        finally:
+            fetcher.close()
+    finally:
+        lock.release()
+    _print_summary(summary, as_json)
+    sys.exit(summary.exit_code)
+
+
+def _select(fetcher: Fetcher, statuses: Iterable[str]) -> Iterator[Record]:
+    wanted = set(statuses)
+    for record in fetcher.cache.records():
+        if not wanted or record.status in wanted or record.last_outcome in wanted:
+            yield record
+
+
+@cli.command()
+@click.argument("idents", nargs=-1)
+@click.option("--status", "statuses", multiple=True, type=STATUS_CHOICE,
+              help="Refetch every record with this status (repeatable).")
+@click.option("--quiet", is_flag=True, help="No per-URL lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.pass_context
+def refetch(ctx: click.Context, idents: tuple[str, ...], statuses: tuple[str, ...],
+            quiet: bool, as_json: bool) -> None:
+    """Force a new attempt for records chosen by ID, stable ID or URL, or by --status."""
+    if not idents and not statuses:
+        _die("name records to refetch (ID, stable ID or URL) or give --status")
+    fetcher = _open(ctx)
+    code = 0
+    try:
+        lines: list[str] = []
+        for ident in idents:
+            record = fetcher.lookup(ident)
+            if record is None:
+                click.echo(f"snapcache: no record for {_clean(ident)!r}", err=True)
+                code = EXIT_SOME_FAILED
+                continue
+            lines.append(json.dumps({"url": record.url, "at": record.requested_timestamp}))
+        if statuses:
+            lines.extend(
+                json.dumps({"url": r.url, "at": r.requested_timestamp})
+                for r in _select(fetcher, statuses)
+            )
+        summary = _execute_run(
+            fetcher, lines, total=len(lines), fmt="jsonl", force=True, dry_run=False,
+            concurrency=None, max_wait=None, quiet=quiet, as_json=as_json,
+        )
+    finally:
+        fetcher.close()
+    _print_summary(summary, as_json)
+    sys.exit(summary.exit_code or code)
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
+              help="jsonl (default): one record per line; csv: a header row, then records.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write to this file (atomically) instead of stdout.")
+@click.option("--status", "statuses", multiple=True, type=STATUS_CHOICE,
+              help="Only records with this status (repeatable).")
+@click.pass_context
+def export(ctx: click.Context, fmt: str, output: str | None, statuses: tuple[str, ...]) -> None:
+    """Every record, with the same fields as `fetch --json`, in a stable field order."""
+    fetcher = _open(ctx)
+    try:
+        if output is None:
+            _write_export(fetcher, sys.stdout, fmt, statuses)
+        else:
+            target = Path(output)
+            fd, tmp = tempfile.mkstemp(prefix=".export-", dir=target.parent or Path("."))
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                    _write_export(fetcher, fh, fmt, statuses)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+    finally:
+        fetcher.close()
+
+
+def _write_export(fetcher: Fetcher, fh: IO[str], fmt: str, statuses: Iterable[str]) -> None:
+    if fmt == "csv":
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(FIELD_ORDER)
+        for record in _select(fetcher, statuses):
+            data = record.to_json_dict()
+            writer.writerow([_csv_value(data[name]) for name in FIELD_ORDER])
+    else:
+        for record in _select(fetcher, statuses):
+            fh.write(record.to_json() + "\n")
+
+
+@cli.command(name="list")
+@click.option("--status", "statuses", multiple=True, type=STATUS_CHOICE,
+              help="Only records with this status (repeatable).")
+@click.pass_context
+def list_records(ctx: click.Context, statuses: tuple[str, ...]) -> None:
+    """List records: a table on a terminal, tab-separated lines otherwise."""
+    fetcher = _open(ctx)
+    try:
+        rows: list[tuple[str, ...]] = [
+            (r.resource_id, r.stable_id, str(r.status), r.capture_timestamp or "-",
+             _clean(r.title or "")[:60], _clean(r.url))
+            for r in _select(fetcher, statuses)
+        ]
+    finally:
+        fetcher.close()
+    header: tuple[str, ...] = ("resource_id", "stable_id", "status", "captured", "title", "url")
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*header)
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+        return
+    buffer = io.StringIO()
+    for row in (header, *rows):
+        buffer.write("\t".join(row) + "\n")
+    click.echo(buffer.getvalue(), nl=False)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Counts per outcome, oldest and newest fetch, cache size on disk."""
+    fetcher = _open(ctx)
+    try:
+        counts: Counter[str] = Counter()
+        fetched: list[str] = []
+        for record in fetcher.cache.records():
+            counts[record.status] += 1
+            if record.fetched_at:
+                fetched.append(record.fetched_at)
+        directory = fetcher.cache.path
+    finally:
+        fetcher.close()
+    size = sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
+    oldest = min(fetched) if fetched else None
+    newest = max(fetched) if fetched else None
+    data: dict[str, Any] = {
+        "records": sum(counts.values()),
+        "outcomes": dict(sorted(counts.items())),
+        "oldest_fetch": oldest,
+        "newest_fetch": newest,
+        "cache_bytes": size,
+        "cache_path": str(directory),
+    }
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    click.echo(f"records: {data['records']}")
+    for status, n in sorted(counts.items()):
+        click.echo(f"  {status}: {n}")
+    click.echo(f"oldest fetch: {human_iso(oldest)}")
+    click.echo(f"newest fetch: {human_iso(newest)}")
+    click.echo(f"cache size: {human_size(size)} at {_clean(directory)}")
