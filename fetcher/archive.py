@@ -1,13 +1,14 @@
-"""The Internet Archive's Wayback protocol: replay URLs, the playback-first resolution walk
-and the CDX fallback. Decisions are delegated to the pure functions of :mod:`capture`; this
-module only sends the requests they ask for.
+"""The Wayback protocol in its two dialects (the Internet Archive's and pywb's): replay URLs,
+the playback-first resolution walk, the CDX fallback, and the chain of archives tried in
+order. Decisions are delegated to the pure functions of :mod:`capture`; this module only
+sends the requests they ask for.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
 from cache.records import Status
@@ -19,12 +20,15 @@ from .capture import (
     HopKind,
     Walk,
     WalkEnd,
+    best_outcome,
     choose_captures,
     classify_playback,
     parse_cdx,
+    parse_pywb_cdx,
+    pywb_redirect_replay,
 )
-from .config import Config
-from .errors import ArchiveError, TransientError
+from .config import ArchiveEntry, Config
+from .errors import ArchiveError, DeferredError, DisallowedHostError, TransientError
 from .ids import timestamp_now
 from .transport import FULL, HEAD_BYTES, Response, Transport
 
@@ -52,25 +56,56 @@ class Resolution:
     error: str | None = None
     note: str | None = None
     cdx_queries: int = 0
+    archive: str | None = None
+    """The configured name of the archive that gave this result."""
 
 
-def original_from_replay_url(url: str) -> str | None:
-    """The original URL inside a replay URL ``.../web/<ts><flag>/<original>``."""
-    match = _REPLAY_RE.search(url)
+def original_from_replay_url(url: str, prefix: str | None = None) -> str | None:
+    """The original URL inside a replay URL ``{prefix}<ts><flag>/<original>`` (the prefix
+    defaults to any ``.../web/``)."""
+    if prefix is None:
+        match = _REPLAY_RE.search(url)
+        return match.group(2) if match else None
+    if not url.startswith(prefix):
+        return None
+    match = re.match(r"(\d{1,14})(?:[a-z]{2}_)?/(.+)$", url[len(prefix):], re.DOTALL)
     return match.group(2) if match else None
 
 
-class WaybackArchive:
-    """Resolves URLs against a Wayback Machine (the Internet Archive's dialect)."""
+#: pywb's CDX filter is a substring match unless prefixed: ``~`` makes it a regex match.
+PYWB_GOOD_STATUS_FILTER: Final = "~status:2[0-9][0-9]"
 
-    def __init__(self, config: Config, transport: Transport) -> None:
+
+class WaybackArchive:
+    """Resolves URLs against one Wayback-compatible archive, in its dialect."""
+
+    def __init__(
+        self, config: Config, transport: Transport, entry: ArchiveEntry | None = None
+    ) -> None:
         self.config = config
-        self.base = config.archive.base_url.rstrip("/")
+        self.entry = entry or config.primary
+        self.name = self.entry.name
+        self.base = self.entry.base_url.rstrip("/")
         self.transport = transport
+        if self.entry.dialect == "pywb":
+            self.prefix = f"{self.base}/{self.entry.collection}/"
+            self.cdx_endpoint = f"{self.base}/{self.entry.collection}/cdx"
+        else:
+            self.prefix = f"{self.base}/web/"
+            self.cdx_endpoint = f"{self.base}/cdx/search/cdx"
+        # A replay chain stays on this archive's own hosts; the primary's include its
+        # availability host and extra_hosts, as before there were several archives.
+        is_primary = self.entry == config.primary
+        self.allowed = config.primary_hosts if is_primary else frozenset({self.entry.netloc})
 
     def replay_url(self, timestamp: str, url: str, flag: Literal["id_", ""] = "id_") -> str:
-        """``{base}/web/{timestamp}{flag}/{url}``; ``id_`` gives the raw captured bytes."""
-        return f"{self.base}/web/{timestamp}{flag}/{url}"
+        """``{prefix}{timestamp}{flag}/{url}``, the prefix being ``{base}/web/`` (ia) or
+        ``{base}/{collection}/`` (pywb); ``id_`` gives the raw captured bytes."""
+        return f"{self.prefix}{timestamp}{flag}/{url}"
+
+    def original_from_replay(self, url: str) -> str | None:
+        """The original URL inside one of this archive's replay URLs."""
+        return original_from_replay_url(url, self.prefix)
 
     async def _hop(self, url: str) -> tuple[Hop, Response]:
         def want_body(status: int, headers: dict[str, str]) -> int:
@@ -86,12 +121,20 @@ class WaybackArchive:
         if hop.kind in (HopKind.TRANSIENT, HopKind.RATE_LIMITED):
             response.discard()
             raise TransientError(f"{hop.reason} ({url})")
+        if self.entry.dialect == "pywb" and hop.kind is HopKind.ARCHIVED_REDIRECT:
+            # pywb replays the archived Location as is: the live site. Ask the archive.
+            original = hop.original or self.original_from_replay(url) or url
+            target = pywb_redirect_replay(
+                response.headers.get("location", ""), original, hop.timestamp or "",
+                self.prefix, url,
+            )
+            hop = replace(hop, location=target)
         return hop, response
 
     async def walk(self, start: str) -> tuple[Walk, Response | None]:
         """Follow a playback chain by hand from ``start``; return the walk and, when it ended
         on a 2xx capture, that capture's response (body read)."""
-        walk = Walk(start, self.transport.allowed, self.config.archive.max_redirects)
+        walk = Walk(start, self.allowed, self.config.archive.max_redirects)
         url: str | None = start
         final: Response | None = None
         while url is not None:
@@ -103,8 +146,17 @@ class WaybackArchive:
                 response.discard()
         return walk, final
 
-    async def cdx_good_captures(self, url: str, at: str | None) -> list[CdxRow]:
-        """One CDX query for the newest (or closest to ``at``) 2xx captures of ``url``."""
+    def _cdx_params(self, url: str, at: str | None) -> dict[str, str]:
+        if self.entry.dialect == "pywb":
+            # pywb: JSON lines; no negative limit, so newest-first is sort=reverse. Its fuzzy
+            # fallback may drop the filter; choose_captures checks the status again anyway.
+            params = {"url": url, "output": "json", "filter": PYWB_GOOD_STATUS_FILTER,
+                      "limit": "10"}
+            if at is None:
+                params["sort"] = "reverse"
+            else:
+                params.update({"closest": at, "sort": "closest"})
+            return params
         params = {
             "url": url,
             "output": "json",
@@ -116,13 +168,18 @@ class WaybackArchive:
             params.update({"limit": "-10", "fastLatest": "true"})
         else:
             params.update({"closest": at, "sort": "closest", "limit": "10"})
+        return params
+
+    async def cdx_good_captures(self, url: str, at: str | None) -> list[CdxRow]:
+        """One CDX query for the newest (or closest to ``at``) 2xx captures of ``url``."""
+        params = self._cdx_params(url, at)
 
         async def attempt() -> Response:
             def want_body(status: int, headers: dict[str, str]) -> int:
                 return FULL if status == 200 else HEAD_BYTES
 
             response = await self.transport.get(
-                f"{self.base}/cdx/search/cdx", "cdx", want_body=want_body, params=params
+                self.cdx_endpoint, "cdx", want_body=want_body, params=params
             )
             if response.status >= 500:
                 raise TransientError(f"CDX answered HTTP {response.status}")
@@ -142,12 +199,13 @@ class WaybackArchive:
                 text = (response.body or b"").decode("utf-8", errors="replace")
         finally:
             response.discard()
-        return choose_captures(parse_cdx(text), at, limit=CDX_CANDIDATES)
+        rows = parse_pywb_cdx(text) if self.entry.dialect == "pywb" else parse_cdx(text)
+        return choose_captures(rows, at, limit=CDX_CANDIDATES)
 
     def _ok(self, walk: Walk, response: Response, requested: str) -> Resolution:
         hop = walk.final
         assert hop is not None and hop.timestamp is not None
-        original = hop.original or original_from_replay_url(hop.url) or walk.start
+        original = hop.original or self.original_from_replay(hop.url) or walk.start
         return Resolution(
             status="ok",
             requested_timestamp=requested,
@@ -210,7 +268,7 @@ class WaybackArchive:
             WalkEnd.LOOP: "the archived redirects form a loop",
             WalkEnd.TOO_MANY_HOPS: "the archived redirect chain is too long",
         }.get(first.end or WalkEnd.CAPTURE, f"only captures of HTTP {capture.status} responses")
-        original = capture.original or original_from_replay_url(capture.url)
+        original = capture.original or self.original_from_replay(capture.url)
         ts = capture.timestamp
         return Resolution(
             "archived_error",
@@ -224,6 +282,75 @@ class WaybackArchive:
             cdx_queries=1,
             note=f"no good capture: {why}",
         )
+
+
+class ArchiveChain:
+    """The configured archives, tried in order until one holds a good capture.
+
+    A URL with no good capture in one archive (not archived, only error captures, blocked,
+    or the archive unavailable after its retries) is tried in the next one. The first ``ok``
+    wins, even if a later archive holds a capture closer to ``at``.
+    """
+
+    def __init__(self, config: Config, transport: Transport) -> None:
+        self.archives = [WaybackArchive(config, transport, entry) for entry in config.chain]
+
+    async def resolve(self, url: str, at: str | None) -> Resolution:
+        """Resolve ``url`` through the chain; the result names the archive that gave it.
+
+        Raises the first :class:`DeferredError` when no archive gave a good capture and one
+        of them had paused us for longer than ``max_wait``: nothing should be stored then.
+        """
+        results: list[Resolution] = []
+        failures: list[tuple[str, Exception]] = []
+        for archive in self.archives:
+            try:
+                result = await archive.resolve(url, at)
+            except (TransientError, ArchiveError, DisallowedHostError) as exc:
+                failures.append((archive.name, exc))
+                continue
+            result.archive = archive.name
+            if result.status == "ok":
+                return result
+            if result.status == "error":
+                failures.append((archive.name, ArchiveError(result.error or "error")))
+            results.append(result)
+        for _name, failure in failures:
+            if isinstance(failure, DeferredError):
+                raise failure
+        return self._combine(results, failures, at)
+
+    def _combine(
+        self,
+        results: list[Resolution],
+        failures: list[tuple[str, Exception]],
+        at: str | None,
+    ) -> Resolution:
+        final = [r for r in results if r.status != "error"]
+        index = best_outcome([r.status for r in final])
+        best = final[index] if index is not None else None
+        if not failures and best is not None:
+            # Every archive answered: the best answer (archived_error > blocked >
+            # not_archived), from the first archive that gave it.
+            return best
+        requested = at or timestamp_now()
+        name, first = failures[0]
+        if len(self.archives) == 1:
+            # One archive: exactly what resolving against it alone always gave.
+            errored = [r for r in results if r.status == "error"]
+            if errored:
+                return errored[0]
+            return Resolution("error", requested, error=str(first) or type(first).__name__,
+                              archive=name)
+        # Some archive failed (unavailable after its retries, or an answer we cannot read)
+        # and none gave a good capture. The failed one may hold one, so a final outcome
+        # would not be honest: the attempt is an error (kept beside any earlier record,
+        # retried after the error TTL, never cached for a week as not_archived). The error
+        # names each failed archive and the best final outcome the others gave.
+        parts = [f"{n}: {e or type(e).__name__}" for n, e in failures]
+        if best is not None:
+            parts.append(f"best outcome elsewhere: {best.status} from {best.archive}")
+        return Resolution("error", requested, error="; ".join(parts), archive=name)
 
 
 class _Blocked(Exception):

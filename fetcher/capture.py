@@ -13,6 +13,17 @@ The rules, with the evidence behind each (see wayback-pitfalls.md in the project
   test_get_memento_raises_blocked_error); never-archived is a 404 without it.
 * CDX rows repeat, include revisits with status ``-``, impossible timestamps (month 00) and
   junk originals (edgi wayback#40, REC bad_timestamp_cdx.txt, malformed_cdx.txt).
+
+pywb (2.10, checked against a real server in tests/test_pywb.py) differs in four ways:
+
+* An archived redirect is replayed with the archived ``Location``, which points at the live
+  site (or is relative to the captured URL); :func:`pywb_redirect_replay` maps it back into
+  the archive so the live host is never contacted.
+* An inexact timestamp is answered with the nearest capture itself (200 with
+  ``Memento-Datetime`` and ``Content-Location``), not a redirect; with ``redirect_to_exact``
+  set it is a 307 without ``Memento-Datetime``, which reads as a nearest-capture redirect.
+* A URL blocked by an access rule answers 451 without ``Memento-Datetime``.
+* Its CDX answers JSON lines, one object per capture (:func:`parse_pywb_cdx`).
 """
 
 from __future__ import annotations
@@ -26,6 +37,8 @@ from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import Final
 from urllib.parse import urljoin, urlsplit
+
+from cache.records import Status
 
 # Statuses the archive itself answers with when it is struggling (EDGI retries these).
 _TRANSIENT_STATUSES: Final = frozenset({408, 413, 421, 425, 500, 502, 503, 504, 507, 509, 520,
@@ -134,6 +147,9 @@ def classify_playback(
             reason = headers.get("x-archive-redirect-reason", "")
             return Hop(HopKind.NEAREST_REDIRECT, status, url, None, absolute, reason=reason)
         return Hop(HopKind.UNKNOWN, status, url, reason=f"HTTP {status} without Location")
+    if status == 451:
+        # pywb's answer for a URL its access rules block (AccessException).
+        return Hop(HopKind.BLOCKED, status, url, reason="blocked by the archive's access rules")
     if status == 429:
         return Hop(HopKind.RATE_LIMITED, status, url, reason="archive answered 429")
     if status in _TRANSIENT_STATUSES:
@@ -230,6 +246,34 @@ class Walk:
             and self.final is not None
             and 200 <= self.final.status < 300
         )
+
+
+def pywb_redirect_replay(
+    location: str, original: str, timestamp: str, replay_prefix: str, replay_url: str
+) -> str:
+    """Where to follow a pywb archived redirect, inside the archive.
+
+    pywb replays an archived 3xx with the archived ``Location``: the live target, absolute or
+    relative to the captured URL ``original``. Following it would contact the live site, so
+    the target is asked of the same archive at the redirect's own ``timestamp``
+    (``{replay_prefix}{timestamp}id_/{target}``; the archive serves the nearest capture). A
+    ``Location`` that already is a replay URL of this archive (``replay_prefix`` is
+    ``{base}/{collection}/``) is kept.
+    """
+    location = location.strip()
+    # Only an absolute or root-relative Location can name a replay URL: a bare relative one
+    # ("next.html") is relative to the captured page, whatever it joins to here.
+    if location.startswith("/") or urlsplit(location).scheme:
+        in_archive = urljoin(replay_url, location)
+        if in_archive.startswith(replay_prefix) and _REPLAY_TS_RE.match(
+            in_archive[len(replay_prefix):]
+        ):
+            return in_archive
+    target = urljoin(original, location)
+    return f"{replay_prefix}{timestamp}id_/{target}"
+
+
+_REPLAY_TS_RE: Final = re.compile(r"\d{1,14}(?:[a-z]{2}_)?/")
 
 
 def netloc_of(url: str) -> str:
@@ -339,6 +383,41 @@ def _salvage_json_rows(text: str) -> list[list[object]]:
     return rows
 
 
+#: pywb's CDX field names, mapped to the IA names :class:`CdxRow` uses.
+_PYWB_FIELDS: Final = {"url": "original", "mime": "mimetype", "status": "statuscode"}
+
+
+def parse_pywb_cdx(body: str) -> list[CdxRow]:
+    """Parse a pywb CDX answer (``output=json``): one JSON object per line, with the keys
+    ``urlkey``, ``timestamp``, ``url``, ``mime``, ``status``, ``digest``, ``length`` and
+    more (``offset``, ``filename``, ``source``, ``access``, ``is_fuzzy``).
+
+    Lines that are not JSON objects with string values are skipped (a cut connection loses
+    only its last line). Rows whose ``access`` is not ``allow`` are dropped: pywb lists
+    captures its access rules block (and refuses to replay them). A revisit's status is
+    ``-`` as in the IA's CDX; a missing field reads as unknown.
+    """
+    rows = []
+    for line in body.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        if obj.get("access", "allow") != "allow":
+            continue
+        names = [_PYWB_FIELDS.get(str(k), str(k)) for k in obj]
+        wanted = [(n, v) for n, v in zip(names, obj.values(), strict=True) if n in CDX_FIELDS]
+        row = _row_from_values([n for n, _ in wanted], [v for _, v in wanted])
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
 def plausible_original(url: str) -> bool:
     """False for the junk originals the CDX holds (``http://mailto:...``, ``data:``...)."""
     try:
@@ -383,3 +462,25 @@ def choose_captures(rows: Iterable[CdxRow], at: str | None, limit: int = 2) -> l
         target = _seconds(at)
         good.sort(key=lambda r: (abs(_seconds(r.timestamp) - target), r.timestamp))
     return good[:limit]
+
+
+# --- several archives -----------------------------------------------------------------
+
+#: How good a final outcome is, across archives: a good capture beats a capture of an error
+#: response, which beats a refusal, which beats "no capture".
+OUTCOME_RANK: Final[Mapping[Status, int]] = {
+    "ok": 4,
+    "archived_error": 3,
+    "blocked": 2,
+    "not_archived": 1,
+    "error": 0,
+}
+
+
+def best_outcome(outcomes: Sequence[Status]) -> int | None:
+    """Index of the best of the archives' outcomes (the first one on a tie), None if empty."""
+    best: int | None = None
+    for index, status in enumerate(outcomes):
+        if best is None or OUTCOME_RANK[status] > OUTCOME_RANK[outcomes[best]]:
+            best = index
+    return best
