@@ -90,29 +90,19 @@ class Record:
         version = data.get("schema_version", SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
             raise RecordFormatError(f"schema_version {version!r} is not {SCHEMA_VERSION}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = data.keys() - _KNOWN_FIELDS
         if unknown:
-            raise RecordFormatError(f"unknown field {unknown[0]!r}")
+            raise RecordFormatError(f"unknown field {sorted(unknown)[0]!r}")
         for name in ("resource_id", "stable_id", "url"):
             if not isinstance(data.get(name), str) or not data[name]:
                 raise RecordFormatError(f"field {name!r} must be a non-empty string")
-        checks: dict[str, tuple[type, ...]] = {
-            "archived_status": (int, type(None)),
-            "content_length": (int, type(None)),
-            "text_length": (int,),
-            "attempts": (int,),
-            "body_truncated": (bool,),
-            "preview": (str,),
-            "redirects": (list,),
-        }
-        for name, types in checks.items():
+        for name, types in _TYPED_FIELDS.items():
             if name in data and (
                 not isinstance(data[name], types)
                 or (bool not in types and isinstance(data[name], bool))
             ):
                 raise RecordFormatError(f"field {name!r} has the wrong type")
-        for name in known - set(checks) - {"schema_version", "resource_id", "stable_id", "url"}:
+        for name in _OPTIONAL_STR_FIELDS:
             value = data.get(name)
             if value is not None and not isinstance(value, str):
                 raise RecordFormatError(f"field {name!r} must be a string or null")
@@ -136,3 +126,18 @@ class Record:
 
 #: The public field order, for CSV exports and documentation.
 FIELD_ORDER: Final[tuple[str, ...]] = tuple(f.name for f in fields(Record))
+# Validation tables, computed once: records are parsed on every cache read.
+_KNOWN_FIELDS: Final = frozenset(FIELD_ORDER)
+_TYPED_FIELDS: Final[dict[str, tuple[type, ...]]] = {
+    "archived_status": (int, type(None)),
+    "content_length": (int, type(None)),
+    "text_length": (int,),
+    "attempts": (int,),
+    "body_truncated": (bool,),
+    "preview": (str,),
+    "redirects": (list,),
+}
+_OPTIONAL_STR_FIELDS: Final = tuple(
+    sorted(_KNOWN_FIELDS - set(_TYPED_FIELDS) - {"schema_version", "resource_id", "stable_id",
+                                                 "url"})
+)

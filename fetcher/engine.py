@@ -178,9 +178,10 @@ class AsyncFetcher:
         wanted_at = normalize_timestamp(at) if at else target.at
         # After a move, a corrected URL belongs to a resource whose ID is the hash of the
         # URL it was first cited with: the ID is a key, not a function of the current URL.
-        rid = await asyncio.to_thread(self.cache.resource_id_for_url, target.given)
-        rid = rid or resource_id(target.given)
-        existing = await asyncio.to_thread(self.cache.get, rid)
+        # Local SQLite reads take microseconds and never wait on writers (WAL), so they run
+        # on the loop: a thread hop per read would cost more than the read (warm runs).
+        rid = self.cache.resource_id_for_url(target.given) or resource_id(target.given)
+        existing = self.cache.get(rid)
         if existing is None:
             return Plan(target, wanted_at, rid, None, True, "missing")
         if force:

@@ -28,6 +28,8 @@ MAX_URL_LENGTH: Final = 8192
 _ARCHIVE_PATH_RE: Final = re.compile(
     r"^/web/(?P<ts>\d{1,14})?(?P<mod>\*|[a-z]{2}_)?/(?P<original>.+)$", re.DOTALL
 )
+_CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SPACE_RE: Final = re.compile(r"\s")
 _KNOWN_ARCHIVE_HOSTS: Final = frozenset({"web.archive.org", "wayback.archive.org"})
 
 
@@ -61,9 +63,9 @@ def check_url(url: str) -> str:
         raise InputError("empty URL")
     if len(stripped.encode("utf-8", "surrogatepass")) > MAX_URL_LENGTH:
         raise InputError(f"URL longer than {MAX_URL_LENGTH} bytes")
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in stripped):
+    if _CONTROL_RE.search(stripped):
         raise InputError("URL contains control characters")
-    if any(c.isspace() for c in stripped):
+    if _SPACE_RE.search(stripped):
         raise InputError("URL contains whitespace")
     try:
         parts = urlsplit(stripped)
@@ -111,14 +113,17 @@ class Target:
     """A 14-digit target time taken from an archive URL, if any."""
 
 
-def parse_target(url: str, archive_hosts: frozenset[str] = frozenset()) -> Target:
+def parse_target(
+    url: str, archive_hosts: frozenset[str] = frozenset(), *, checked: bool = False
+) -> Target:
     """Understand an input URL, including archive URLs such as
     ``https://web.archive.org/web/20221020000000*/ftxfuturefund.org``.
 
     For an archive URL the original URL and the target time come from its path; a calendar
     star (``*``) or a mode flag (``id_``) is dropped. Raises :class:`InputError`.
+    ``checked`` skips re-validating a URL that :func:`check_url` already returned.
     """
-    given = check_url(url)
+    given = url if checked else check_url(url)
     parts = urlsplit(given)
     host = (parts.hostname or "").lower()
     netloc = host if parts.port is None else f"{host}:{parts.port}"
