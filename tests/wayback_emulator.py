@@ -40,7 +40,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from functools import lru_cache
@@ -289,6 +289,10 @@ class EmulatorResponse:
     reason: str | None = None
 
 
+RouteHandler = Callable[[str, str, dict[str, str], bytes], "EmulatorResponse | None"]
+"""An extension endpoint: (method, path, lower-cased headers, body) -> response."""
+
+
 # --------------------------------------------------------------------------------------
 # Recordings
 # --------------------------------------------------------------------------------------
@@ -468,11 +472,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        body = self.rfile.read(min(length, 1 << 20)) if length else b""
         emu = self.server.emulator
         try:
-            resp = emu._handle(self.command, self.path, dict(self.headers.items()))
+            resp = emu._handle(self.command, self.path, dict(self.headers.items()), body)
         except Exception as exc:  # pragma: no cover - defensive
             resp = EmulatorResponse(
                 500,
@@ -551,6 +554,7 @@ class WaybackEmulator:
         self._excluded: list[str] = []
         self._outage: int | None = None
         self._recordings: dict[str, RecordedResponse] = {}
+        self._routes: list[tuple[str, str, RouteHandler]] = []
         self.limits: dict[str, int | None] = {
             "cdx": cdx_per_minute,
             "playback": playback_per_minute,
@@ -788,8 +792,30 @@ class WaybackEmulator:
             return "availability"
         return "other"
 
-    def _handle(self, method: str, path: str, headers: dict[str, str]) -> EmulatorResponse | None:
-        pool = self.pool_for(path)
+    def add_route(self, prefix: str, pool: str, handler: RouteHandler) -> None:
+        """Serve paths starting with ``prefix`` with ``handler(method, path, headers, body)``
+        (headers lower-cased), counted under ``pool``. Routes are tried before the built-in
+        endpoints, after the firewall, outage and rate-limit checks (extensions such as the
+        Save Page Now emulation plug in here)."""
+        with self._lock:
+            self._routes.append((prefix, pool, handler))
+            if pool not in self.counts:
+                self.counts[pool] = 0
+                self._windows[pool] = deque()
+                self._limited_since[pool] = None
+                self.limits.setdefault(pool, None)
+
+    def _route_for(self, path: str) -> tuple[str, RouteHandler] | None:
+        for prefix, pool, handler in self._routes:
+            if path.startswith(prefix):
+                return pool, handler
+        return None
+
+    def _handle(
+        self, method: str, path: str, headers: dict[str, str], body: bytes = b""
+    ) -> EmulatorResponse | None:
+        route = self._route_for(path)
+        pool = route[0] if route else self.pool_for(path)
         now = time.monotonic()
         with self._lock:
             if now < self._firewall_until:
@@ -805,6 +831,8 @@ class WaybackEmulator:
         if outage is not None:
             return self._outage_response(outage)
         hdrs = {k.lower(): v for k, v in headers.items()}
+        if route is not None:
+            return route[1](method, path, hdrs, body)
         if method not in ("GET", "HEAD"):
             return self._not_found()
         if pool == "cdx":
