@@ -24,6 +24,7 @@ __all__ = [
     "ATTEMPT_FIELDS",
     "CAPTURE_FIELDS",
     "IDENTITY_FIELDS",
+    "SAVE_FIELDS",
     "MAX_CLOCK_SKEW",
     "Freshness",
     "MergeResult",
@@ -206,6 +207,10 @@ CAPTURE_FIELDS: Final[tuple[str, ...]] = (
 #: About the latest attempt, whatever it produced.
 ATTEMPT_FIELDS: Final[tuple[str, ...]] = ("error", "last_attempt_at", "attempts", "last_outcome")
 
+#: About a Save Page Now request. Fetch attempts never change these (a pending job must
+#: survive every refetch until it is polled); only the store's ``update_save`` does.
+SAVE_FIELDS: Final[tuple[str, ...]] = ("save_job_id", "save_requested_at", "save_status")
+
 
 @dataclass(frozen=True, slots=True)
 class MergeResult:
@@ -258,6 +263,7 @@ def merge(old: Record | None, new: Record) -> MergeResult:
     values = {name: getattr(source, name) for name in CAPTURE_FIELDS}
     values["redirects"] = list(source.redirects)
     values.update({name: getattr(old, name) for name in IDENTITY_FIELDS})
+    values.update({name: getattr(old, name) for name in SAVE_FIELDS})
     if outcome == "ok":
         error = None
     elif outcome in FINAL_STATUSES and not replaced:

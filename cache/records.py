@@ -64,6 +64,10 @@ class Record:
     body_truncated: bool = False
     preview_note: str | None = None
     created_at: str | None = None
+    # Save Page Now: the job asked for this resource, when, and where it stands.
+    save_job_id: str | None = None
+    save_requested_at: str | None = None
+    save_status: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_json_dict(self) -> dict[str, Any]:

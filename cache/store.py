@@ -355,6 +355,39 @@ class SnapshotCache:
             self._set(_HIST + rid, history_json)
             return stored
 
+    def update_save(
+        self,
+        resource_id: str,
+        *,
+        job_id: str | None,
+        requested_at: str | None,
+        status: str | None,
+        history_entry: dict[str, Any] | None = None,
+    ) -> Record:
+        """Set a record's Save Page Now fields (and nothing else), in one transaction.
+
+        Raises :class:`NotFoundError` when the resource has no record yet.
+        """
+        _check_rid(resource_id)
+        with self._transaction():
+            record = self._load_record(resource_id)
+            if record is None:
+                raise NotFoundError(f"resource {resource_id} has no record yet")
+            updated = replace(
+                record,
+                redirects=list(record.redirects),
+                save_job_id=job_id,
+                save_requested_at=requested_at,
+                save_status=status,
+            )
+            self._set(_REC + resource_id, _validated_json(updated))
+            if history_entry is not None:
+                history = self._load_history(resource_id)
+                history.append(history_entry)
+                kept = history[-self._history_limit :] if self._history_limit else []
+                self._set(_HIST + resource_id, _dumps(kept))
+            return updated
+
     def move(self, old_url: str, new_url: str) -> Record:
         """Rebind the resource found by ``old_url`` (URL or alias) to ``new_url``.
 

@@ -15,6 +15,7 @@ from cache.policy import (
     ATTEMPT_FIELDS,
     CAPTURE_FIELDS,
     IDENTITY_FIELDS,
+    SAVE_FIELDS,
     MAX_CLOCK_SKEW,
     MergeResult,
     to_iso,
@@ -70,7 +71,7 @@ def make(status: Status, tag: str, **overrides: Any) -> Record:
 
 
 def test_field_groups_partition_every_record_field() -> None:
-    groups = [IDENTITY_FIELDS, CAPTURE_FIELDS, ATTEMPT_FIELDS, ("schema_version",)]
+    groups = [IDENTITY_FIELDS, CAPTURE_FIELDS, ATTEMPT_FIELDS, SAVE_FIELDS, ("schema_version",)]
     flat = [name for group in groups for name in group]
     assert len(flat) == len(set(flat)), "a field is in two groups"
     assert set(flat) == set(FIELD_ORDER), "a record field is missing from the merge groups"
