@@ -145,6 +145,27 @@ class RunConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SaveConfig:
+    """Save Page Now 2: asking the archive to capture what it lacks. Off by default."""
+
+    enabled: bool = False
+    #: S3-style keys from archive.org/account/s3.php. Empty: read
+    #: $SNAPCACHE_SAVE_ACCESS_KEY / $SNAPCACHE_SAVE_SECRET_KEY when a save is made.
+    #: Never logged, never stored in records or exports, hidden from repr().
+    access_key: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
+    #: Ask the archive not to recapture when it holds a capture this recent (days).
+    if_not_archived_within_days: float = 30.0
+    # The archive allows 7 captures a minute and 30,000 a day to an authenticated account
+    # (SPN2 docs, 2026); stay below both.
+    per_minute: float = 5.0
+    per_day: int = 25000
+    #: Seconds between status polls, and the most a run spends polling one job.
+    poll_interval: float = 5.0
+    poll_budget: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. Build it with :func:`load_config` or directly."""
 
@@ -156,6 +177,7 @@ class Config:
     #: The ``[[archives]]`` entries, tried in order after the primary ``[archive]``.
     archives: tuple[ArchiveEntry, ...] = ()
     run: RunConfig = field(default_factory=RunConfig)
+    save: SaveConfig = field(default_factory=SaveConfig)
     #: Where the values came from, for messages ("built-in defaults" or a path).
     source: str = "built-in defaults"
 
@@ -221,6 +243,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "cache": CacheConfig,
     "preview": PreviewConfig,
     "run": RunConfig,
+    "save": SaveConfig,
 }
 
 # Keys whose value must be > 0 (the rest of the numbers must be >= 0).
@@ -242,6 +265,9 @@ _POSITIVE: Final = frozenset(
         "history_limit",
         "concurrency",
         "circuit_breaker",
+        "per_minute",
+        "per_day",
+        "poll_interval",
     }
 )
 

@@ -321,6 +321,7 @@ class Transport:
                 "cdx": config.rates.cdx_per_minute,
                 "playback": config.rates.playback_per_minute,
                 "availability": config.rates.availability_per_minute,
+                "save": config.save.per_minute,
             },
             per_host_budgets(config),
         )
@@ -356,8 +357,12 @@ class Transport:
         *,
         want_body: Callable[[int, dict[str, str]], int],
         params: dict[str, str] | None = None,
+        method: str = "GET",
+        data: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Response:
-        """One GET, no retries: take a rate token, send, read the body. ``want_body(status,
+        """One request (a GET unless ``method`` says otherwise; ``data`` is sent
+        form-encoded, ``headers`` are added), no retries: take a rate token, send, read the body. ``want_body(status,
         headers)`` says how many bytes to read: :data:`FULL` for all of it up to the cap
         (then ``body``/``body_path`` hold it), else that many (only ``head`` holds them).
 
@@ -370,7 +375,9 @@ class Transport:
         self.stats.requests[pool] += 1
         try:
             async with asyncio.timeout(self.config.archive.request_timeout):
-                return await self._exchange(url, pool, key, want_body, params)
+                return await self._exchange(
+                    url, pool, key, want_body, params, method, data, headers
+                )
         except TimeoutError as exc:
             raise TransientError(f"{pool} request timed out: {url}") from exc
         except httpx.TransportError as exc:
@@ -383,10 +390,15 @@ class Transport:
         key: str,
         want_body: Callable[[int, dict[str, str]], int],
         params: dict[str, str] | None,
+        method: str = "GET",
+        data: dict[str, str] | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> Response:
         from .capture import header_map
 
-        async with self.client.stream("GET", url, params=params) as resp:
+        async with self.client.stream(
+            method, url, params=params, data=data, headers=extra_headers
+        ) as resp:
             headers = header_map(resp.headers.multi_items())
             if resp.status_code == 429 and "memento-datetime" not in headers:
                 # The archive's own limit, not an archived 429: stop the whole pool for
@@ -408,8 +420,8 @@ class Transport:
                         first = False
                         if _wants_inflate(headers, chunk):
                             inflater = _Inflater()
-                    data = chunk if inflater is None else inflater.feed(chunk, cap - sink.size)
-                    if not sink.write(data):
+                    piece = chunk if inflater is None else inflater.feed(chunk, cap - sink.size)
+                    if not sink.write(piece):
                         break
                     while inflater is not None and inflater.pending and sink.size < cap:
                         if not sink.write(inflater.more(cap - sink.size)):
