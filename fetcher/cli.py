@@ -72,6 +72,8 @@ def render_card(record: Record) -> str:
     title = _clean(record.title) or "(no title)"
     lines.append(title)
     lines.append(f"  URL:          {_clean(record.url)}")
+    if record.archive:
+        lines.append(f"  Archive:      {_clean(record.archive)}")
     if record.archive_url:
         lines.append(f"  Archive URL:  {_clean(record.archive_url)}")
     if record.original_url and record.original_url != record.url:
