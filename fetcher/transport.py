@@ -361,10 +361,11 @@ class Transport:
         data: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Response:
-        """One request (a GET unless ``method`` says otherwise; ``data`` is sent
-        form-encoded, ``headers`` are added), no retries: take a rate token, send, read the body. ``want_body(status,
-        headers)`` says how many bytes to read: :data:`FULL` for all of it up to the cap
-        (then ``body``/``body_path`` hold it), else that many (only ``head`` holds them).
+        """One request, no retries: take a rate token, send, read the body. It is a GET
+        unless ``method`` says otherwise; ``data`` is sent form-encoded and ``headers`` are
+        added. ``want_body(status, headers)`` says how many bytes to read: :data:`FULL` for
+        all of it up to the cap (then ``body``/``body_path`` hold it), else that many (only
+        ``head`` holds them).
 
         Raises :class:`TransientError` for network failures, truncated bodies and the
         archive's own 429 (after pausing the pool), :class:`DisallowedHostError` for hosts
