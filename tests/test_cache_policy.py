@@ -15,8 +15,8 @@ from cache.policy import (
     ATTEMPT_FIELDS,
     CAPTURE_FIELDS,
     IDENTITY_FIELDS,
-    SAVE_FIELDS,
     MAX_CLOCK_SKEW,
+    SAVE_FIELDS,
     MergeResult,
     to_iso,
 )
