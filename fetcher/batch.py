@@ -25,6 +25,7 @@ from cache.errors import StableIdConflictError
 from cache.records import Record
 
 from .errors import DeferredError, InputError, SnapcacheError
+from .save import Saver, needs_poll, needs_save
 from .sources import Format, SourceEntry, SourceError, parse_sources
 
 EXIT_OK: Final = 0
@@ -70,6 +71,8 @@ class RunSummary:
     interrupted: str | None = None
     requests: Counter[str] = field(default_factory=Counter)
     rate_limited: int = 0
+    saves: dict[str, int] = field(default_factory=dict)
+    save_stopped: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -102,8 +105,20 @@ class RunSummary:
             "interrupted": self.interrupted,
             "requests": dict(sorted(self.requests.items())),
             "rate_limited": self.rate_limited,
+            "saves": dict(sorted(self.saves.items())),
+            "save_stopped": self.save_stopped,
             "exit_code": self.exit_code,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class SaveOptions:
+    """``run --save-missing``: also ask the archive to capture what it lacks."""
+
+    stale_days: float | None = None
+    """Also save URLs whose newest good capture is older than this many days."""
+    budget: float | None = None
+    """Seconds the save pass may take (default ``save.poll_budget``)."""
 
 
 class RunControl:
@@ -196,10 +211,13 @@ async def run_sources(
     max_wait: float | None = None,
     on_result: Callable[[RunEvent], None] | None = None,
     control: RunControl | None = None,
+    save: SaveOptions | None = None,
 ) -> RunSummary:
     """Run over a source list with an :class:`~fetcher.engine.AsyncFetcher` ``engine``.
 
     See the module docstring; the caller holds the :class:`RunLock` if it wants one.
+    With ``save``, URLs the archive lacks are then submitted to Save Page Now and pending
+    jobs from earlier runs are polled (see :mod:`fetcher.save`).
     """
     cfg = engine.config.run
     control = control or RunControl()
@@ -216,7 +234,16 @@ async def run_sources(
     state = {"consecutive_errors": 0}
     deferral: list[str] = []
 
+    saver = Saver(engine) if save is not None and not dry_run else None
+    save_candidates: list[str] = []
+
     def emit(event: RunEvent) -> None:
+        record = event.record
+        if saver is not None and record is not None and save is not None and (
+            needs_poll(record)
+            or needs_save(record, datetime.now(UTC), stale_days=save.stale_days)
+        ):
+            save_candidates.append(record.resource_id)
         if on_result is not None:
             on_result(event)
 
@@ -341,6 +368,14 @@ async def run_sources(
             task.cancel()
         engine.transport.max_wait = old_wait
     summary.interrupted = control.reason if control.stopped else None
+    if saver is not None and save is not None and save_candidates and not control.stopped:
+        try:
+            saved = await saver.run(save_candidates, stale_days=save.stale_days,
+                                    budget=save.budget)
+            summary.saves = dict(saved.outcomes or {})
+            summary.save_stopped = saved.stopped
+        except DeferredError as exc:
+            summary.save_stopped = str(exc)
     summary.requests = Counter(stats.requests) - requests_before
     summary.rate_limited = stats.rate_limited - limited_before
     summary.elapsed = time.monotonic() - started

@@ -26,9 +26,20 @@ from .batch import (
     RunLock,
     RunLockedError,
     RunSummary,
+    SaveOptions,
 )
-from .cli import EXIT_SOME_FAILED, _clean, _die, _open, cli, human_iso, human_size
+from .cli import (
+    EXIT_SOME_FAILED,
+    _clean,
+    _die,
+    _open,
+    cli,
+    human_iso,
+    human_size,
+    render_card,
+)
 from .engine import Fetcher
+from .errors import ConfigError
 from .sources import FORMATS
 
 STATUS_CHOICE = click.Choice(list(STATUSES))
@@ -134,6 +145,11 @@ def _print_summary(summary: RunSummary, as_json: bool) -> None:
         lines.append(f"  dry run: {s.would_fetch} would be fetched")
     if s.deferred:
         lines.append(f"  deferred: {s.deferred} ({_clean(s.deferred_reason)})")
+    if s.saves or s.save_stopped:
+        saves = ", ".join(f"{k} {v}" for k, v in sorted(s.saves.items())) or "none"
+        lines.append(f"  saves: {saves}")
+        if s.save_stopped:
+            lines.append(f"  saving stopped: {_clean(s.save_stopped)}")
     if s.interrupted:
         lines.append(f"  interrupted by {s.interrupted}; rerun to continue")
     click.echo("\n".join(lines))
@@ -151,6 +167,7 @@ def _execute_run(
     max_wait: float | None,
     quiet: bool,
     as_json: bool,
+    save: SaveOptions | None = None,
 ) -> RunSummary:
     control = RunControl()
 
@@ -163,6 +180,7 @@ def _execute_run(
         summary = fetcher.run(
             sources, force=force, on_result=reporter, fmt=fmt,  # type: ignore[arg-type]
             dry_run=dry_run, concurrency=concurrency, max_wait=max_wait, control=control,
+            save=save,
         )
     finally:
         reporter.close()
@@ -185,10 +203,18 @@ def _execute_run(
               help="Wait for another run on this cache to finish instead of exiting 75.")
 @click.option("--quiet", is_flag=True, help="No per-URL lines (bad lines are still reported).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--save-missing", is_flag=True,
+              help="Ask the archive to capture URLs it lacks (Save Page Now; needs [save]).")
+@click.option("--save-stale", "save_stale", type=click.FloatRange(0), default=None,
+              metavar="DAYS", help="With --save-missing: also URLs whose newest good capture"
+              " is older than DAYS.")
+@click.option("--save-budget", type=click.FloatRange(0), default=None, metavar="SECONDS",
+              help="Most time the save pass may take (default: save.poll_budget).")
 @click.pass_context
 def run(ctx: click.Context, sources: str, fmt: str | None, force: bool, dry_run: bool,
         concurrency: int | None, max_wait: float | None, wait_lock: bool, quiet: bool,
-        as_json: bool) -> None:
+        as_json: bool, save_missing: bool, save_stale: float | None,
+        save_budget: float | None) -> None:
     """Fetch every URL of a source list (a path, or - for stdin) that is missing or stale.
 
     Formats: plain text (one URL per line), CSV/TSV with a header (url, optional stable_id
@@ -197,6 +223,11 @@ def run(ctx: click.Context, sources: str, fmt: str | None, force: bool, dry_run:
     config = ctx.obj["config"]
     if sources != "-" and not Path(sources).is_file():
         _die(f"source list not found: {sources}")
+    if (save_stale is not None or save_budget is not None) and not save_missing:
+        _die("--save-stale and --save-budget go with --save-missing")
+    save = SaveOptions(stale_days=save_stale, budget=save_budget) if save_missing else None
+    if save is not None and not config.save.enabled:
+        _die("--save-missing: saving is disabled; set [save] enabled = true")
     lock = RunLock(config.cache_path)
     try:
         lock.acquire(wait=wait_lock)
@@ -209,10 +240,14 @@ def run(ctx: click.Context, sources: str, fmt: str | None, force: bool, dry_run:
         try:
             source: Any = sys.stdin.buffer if sources == "-" else sources
             total = None if sources == "-" else _count_lines(sources)
-            summary = _execute_run(
-                fetcher, source, total=total, fmt=fmt, force=force, dry_run=dry_run,
-                concurrency=concurrency, max_wait=max_wait, quiet=quiet, as_json=as_json,
-            )
+            try:
+                summary = _execute_run(
+                    fetcher, source, total=total, fmt=fmt, force=force, dry_run=dry_run,
+                    concurrency=concurrency, max_wait=max_wait, quiet=quiet,
+                    as_json=as_json, save=save,
+                )
+            except ConfigError as exc:
+                _die(str(exc))
         finally:
             fetcher.close()
     finally:
@@ -381,3 +416,48 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"oldest fetch: {human_iso(oldest)}")
     click.echo(f"newest fetch: {human_iso(newest)}")
     click.echo(f"cache size: {human_size(size)} at {_clean(directory)}")
+
+
+@cli.command()
+@click.argument("urls", nargs=-1, required=True)
+@click.option("--budget", type=click.FloatRange(0), default=None, metavar="SECONDS",
+              help="Most time spent following the jobs (default: save.poll_budget).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def save(ctx: click.Context, urls: tuple[str, ...], budget: float | None, as_json: bool
+         ) -> None:
+    """Ask the archive to capture URLs it lacks (Save Page Now 2), then fetch the captures.
+
+    A URL whose newest capture is recent (save.if_not_archived_within_days) is not
+    submitted; a job still pending from an earlier call is polled, never resubmitted.
+    """
+    config = ctx.obj["config"]
+    if not config.save.enabled:
+        _die("saving is disabled; set [save] enabled = true (see README, Saving)")
+    fetcher = _open(ctx)
+    code = 0
+    try:
+        try:
+            results, stats = fetcher.save(urls, budget=budget)
+        except ConfigError as exc:
+            _die(str(exc))
+    finally:
+        fetcher.close()
+    for url, item in zip(urls, results, strict=True):
+        if not isinstance(item, Record):
+            click.echo(f"snapcache: skipped {_clean(url)[:200]!r}: {_clean(item)}", err=True)
+            code = EXIT_SOME_FAILED
+            continue
+        if as_json:
+            click.echo(item.to_json())
+        else:
+            click.echo(render_card(item))
+            click.echo(f"  Save:         {_clean(item.save_status or 'not submitted')}")
+            click.echo()
+        if item.save_status == "unauthorized":
+            code = EXIT_SOME_FAILED
+        elif item.save_status == "deferred" and not code:
+            code = EXIT_DEFERRED
+    if stats.stopped:
+        click.echo(f"snapcache: saving stopped: {_clean(stats.stopped)}", err=True)
+    sys.exit(code)

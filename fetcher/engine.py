@@ -23,7 +23,7 @@ from cache import SnapshotCache, TTLs, freshness
 from cache.records import Record, Status
 
 from .archive import ArchiveChain, Resolution, WaybackArchive
-from .batch import RunControl, RunEvent, RunSummary, Sources, run_sources
+from .batch import RunControl, RunEvent, RunSummary, SaveOptions, Sources, run_sources
 from .config import Config, load_config
 from .errors import (
     ArchiveError,
@@ -34,6 +34,7 @@ from .errors import (
 )
 from .extract import Extraction, ExtractLimits, extract
 from .ids import Target, mint_stable_id, normalize_timestamp, parse_target, resource_id
+from .save import Saver, SaveStats
 from .sources import Format
 from .transport import Response, Transport
 
@@ -339,14 +340,45 @@ class AsyncFetcher:
         concurrency: int | None = None,
         max_wait: float | None = None,
         control: RunControl | None = None,
+        save: SaveOptions | None = None,
     ) -> RunSummary:
         """Run over a source list (a path, a binary file, or an iterable of lines): fetch
         only what is missing or stale, with bounded concurrency under the shared rate
-        limits. See :mod:`fetcher.batch`. The caller may hold a :class:`RunLock`."""
+        limits. See :mod:`fetcher.batch`. The caller may hold a :class:`RunLock`. With
+        ``save``, URLs the archive lacks are submitted to Save Page Now afterwards."""
         return await run_sources(
             self, sources, fmt=fmt, force=force, dry_run=dry_run, concurrency=concurrency,
-            max_wait=max_wait, on_result=on_result, control=control,
+            max_wait=max_wait, on_result=on_result, control=control, save=save,
         )
+
+    async def save(
+        self, urls: Iterable[str], *, budget: float | None = None
+    ) -> tuple[list[Record | SnapcacheError], SaveStats]:
+        """Ask the archive to capture each URL (Save Page Now 2), then follow the jobs for
+        up to ``budget`` seconds. Each URL is fetched first (a fresh record costs nothing);
+        a URL with a capture newer than ``save.if_not_archived_within_days`` is not
+        submitted, and a pending job is polled, never resubmitted. Raises
+        :class:`~fetcher.errors.ConfigError` when saving is disabled or has no keys."""
+        saver = Saver(self)
+        results: list[Record | SnapcacheError] = []
+        ids: list[str] = []
+        window = self.config.save.if_not_archived_within_days
+        for url in urls:
+            try:
+                record = await self.fetch(url)
+            except SnapcacheError as exc:
+                results.append(exc)
+                continue
+            ids.append(record.resource_id)
+            results.append(record)
+        await saver.run(ids, stale_days=window, budget=budget)
+        final: list[Record | SnapcacheError] = []
+        for item in results:
+            if isinstance(item, Record):
+                final.append(self.cache.get(item.resource_id) or item)
+            else:
+                final.append(item)
+        return final, saver.stats
 
     def lookup(self, ident: str) -> Record | None:
         """A stored record by resource ID, stable ID or URL (alias included); no network."""
@@ -426,14 +458,21 @@ class Fetcher:
         concurrency: int | None = None,
         max_wait: float | None = None,
         control: RunControl | None = None,
+        save: SaveOptions | None = None,
     ) -> RunSummary:
         """See :meth:`AsyncFetcher.run`. ``on_result`` is called on the engine's thread."""
         return self._run(
             self._engine.run(
                 sources, force=force, on_result=on_result, fmt=fmt, dry_run=dry_run,
-                concurrency=concurrency, max_wait=max_wait, control=control,
+                concurrency=concurrency, max_wait=max_wait, control=control, save=save,
             )
         )
+
+    def save(
+        self, urls: Iterable[str], *, budget: float | None = None
+    ) -> tuple[list[Record | SnapcacheError], SaveStats]:
+        """See :meth:`AsyncFetcher.save`."""
+        return self._run(self._engine.save(list(urls), budget=budget))
 
     def lookup(self, ident: str) -> Record | None:
         """See :meth:`AsyncFetcher.lookup`."""
