@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Final, Literal
+from typing import IO, Any, Final, Literal, TypedDict
 
 from cache.errors import StableIdConflictError
 from cache.records import Record
@@ -198,6 +198,27 @@ def iter_source_lines(sources: Sources) -> Iterator[bytes]:
         return
     for item in sources:
         yield item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item
+
+
+class RunOptions(TypedDict, total=False):
+    """Keyword options of a run (``Fetcher.run``, ``AsyncFetcher.run``, :func:`run_sources`)."""
+
+    fmt: Format | None
+    """Force the source list's format (default: detected)."""
+    force: bool
+    """Fetch every URL, fresh or not."""
+    dry_run: bool
+    """Report what would be fetched and why; send no request."""
+    concurrency: int | None
+    """URLs in flight at once (default ``run.concurrency``)."""
+    max_wait: float | None
+    """Defer the rest when a pool is paused longer than this (default ``run.max_wait``)."""
+    on_result: Callable[[RunEvent], None] | None
+    """Called with each line's :class:`RunEvent` as soon as it is known."""
+    control: RunControl | None
+    """A stop switch (signal handlers call its ``stop``)."""
+    save: SaveOptions | None
+    """Also submit URLs the archive lacks to Save Page Now, and poll pending jobs."""
 
 
 async def run_sources(

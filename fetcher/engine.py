@@ -12,18 +12,18 @@ import functools
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Coroutine, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from cache import SnapshotCache, TTLs, freshness
 from cache.records import Record, Status
 
 from .archive import ArchiveChain, Resolution, WaybackArchive
-from .batch import RunControl, RunEvent, RunSummary, SaveOptions, Sources, run_sources
+from .batch import RunOptions, RunSummary, Sources, run_sources
 from .config import Config, load_config
 from .errors import (
     ArchiveError,
@@ -35,7 +35,6 @@ from .errors import (
 from .extract import Extraction, ExtractLimits, extract
 from .ids import Target, mint_stable_id, normalize_timestamp, parse_target, resource_id
 from .save import Saver, SaveStats
-from .sources import Format
 from .transport import Response, Transport
 
 T = TypeVar("T")
@@ -329,27 +328,12 @@ class AsyncFetcher:
 
         return list(await asyncio.gather(*(one(u) for u in urls)))
 
-    async def run(
-        self,
-        sources: Sources,
-        *,
-        force: bool = False,
-        on_result: Callable[[RunEvent], None] | None = None,
-        fmt: Format | None = None,
-        dry_run: bool = False,
-        concurrency: int | None = None,
-        max_wait: float | None = None,
-        control: RunControl | None = None,
-        save: SaveOptions | None = None,
-    ) -> RunSummary:
+    async def run(self, sources: Sources, **options: Unpack[RunOptions]) -> RunSummary:
         """Run over a source list (a path, a binary file, or an iterable of lines): fetch
         only what is missing or stale, with bounded concurrency under the shared rate
-        limits. See :mod:`fetcher.batch`. The caller may hold a :class:`RunLock`. With
-        ``save``, URLs the archive lacks are submitted to Save Page Now afterwards."""
-        return await run_sources(
-            self, sources, fmt=fmt, force=force, dry_run=dry_run, concurrency=concurrency,
-            max_wait=max_wait, on_result=on_result, control=control, save=save,
-        )
+        limits. See :mod:`fetcher.batch` for the options (``force``, ``on_result``,
+        ``dry_run``, ``save`` …). The caller may hold a :class:`RunLock`."""
+        return await run_sources(self, sources, **options)
 
     async def save(
         self, urls: Iterable[str], *, budget: float | None = None
@@ -447,26 +431,9 @@ class Fetcher:
             self._engine.fetch_many(list(urls), at=at, force=force, concurrency=concurrency)
         )
 
-    def run(
-        self,
-        sources: Sources,
-        *,
-        force: bool = False,
-        on_result: Callable[[RunEvent], None] | None = None,
-        fmt: Format | None = None,
-        dry_run: bool = False,
-        concurrency: int | None = None,
-        max_wait: float | None = None,
-        control: RunControl | None = None,
-        save: SaveOptions | None = None,
-    ) -> RunSummary:
+    def run(self, sources: Sources, **options: Unpack[RunOptions]) -> RunSummary:
         """See :meth:`AsyncFetcher.run`. ``on_result`` is called on the engine's thread."""
-        return self._run(
-            self._engine.run(
-                sources, force=force, on_result=on_result, fmt=fmt, dry_run=dry_run,
-                concurrency=concurrency, max_wait=max_wait, control=control, save=save,
-            )
-        )
+        return self._run(self._engine.run(sources, **options))
 
     def save(
         self, urls: Iterable[str], *, budget: float | None = None
