@@ -18,6 +18,11 @@ What it emulates (see /work/shared/reference/wayback-api.md, sections 2, 3, 6, 7
 * ``GET /wayback/available``.
 * per-pool sliding-window rate limits answering 429 without ``Retry-After``, with optional
   escalation to a "firewall" that drops connections; 5xx outages.
+* fault injection, switchable per test and deterministic from a seed (:meth:`add_fault`):
+  5xx bursts (the next N requests, or a seeded fraction), connections reset mid-body,
+  bodies shorter than their ``Content-Length``, slow answers and mid-body stalls past a
+  client's timeout, well-formed but truncated bodies (cut CDX JSON), dropped connections.
+  Every request reaching the server is logged with its wall-clock time (``request_log``).
 
 Run standalone: ``python tests/wayback_emulator.py --port 8765 --demo``.
 """
@@ -32,6 +37,7 @@ import gzip
 import hashlib
 import html
 import json
+import random
 import re
 import socket
 import struct
@@ -228,6 +234,9 @@ class Capture:
     mimetype: str | None = None
     reason: str | None = None
     src: str | None = None
+    #: Send ``body`` as stored with this Content-Encoding, whatever the client asked for
+    #: (a misbehaving archive: hostile-content tests serve gzip bombs this way).
+    content_encoding: str | None = None
 
     @property
     def key(self) -> str:
@@ -287,6 +296,39 @@ class EmulatorResponse:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     reason: str | None = None
+    #: Fault injection: send only this many body bytes (Content-Length still says all).
+    cut_at: int | None = None
+    #: With ``cut_at``: end with a TCP reset (RST) instead of a clean close (FIN).
+    reset: bool = False
+    #: Seconds to wait before the status line (a slow archive).
+    delay: float = 0.0
+    #: Seconds to stall after ``cut_at`` body bytes, then send the rest (a stalled body).
+    stall: float = 0.0
+
+
+FAULT_KINDS: tuple[str, ...] = ("status", "reset", "short", "slow", "stall", "truncate", "drop")
+
+
+@dataclass
+class Fault:
+    """One injected fault (see :meth:`WaybackEmulator.add_fault`)."""
+
+    kind: str
+    pool: str | None = None
+    match: str | None = None
+    count: int | None = None
+    fraction: float = 1.0
+    status: int = 503
+    delay: float = 0.0
+    keep: float = 0.5
+    hits: int = 0
+
+    def wants(self, pool: str, path: str) -> bool:
+        if self.pool is not None and self.pool != pool:
+            return False
+        if self.match is not None and self.match not in path:
+            return False
+        return self.count is None or self.hits < self.count
 
 
 RouteHandler = Callable[[str, str, dict[str, str], bytes], "EmulatorResponse | None"]
@@ -488,6 +530,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(resp)
 
     def _write(self, resp: EmulatorResponse) -> None:
+        emu = self.server.emulator
+        if resp.delay > 0 and emu._stopping.wait(resp.delay):
+            self.close_connection = True
+            return
+        if resp.cut_at is not None:
+            self.close_connection = True
         self.send_response_only(resp.status, resp.reason or _reason(resp.status))
         names = {k.lower() for k, _ in resp.headers}
         if "date" not in names:
@@ -508,12 +556,27 @@ class _Handler(BaseHTTPRequestHandler):
         # one write for head + body (two small writes hit Nagle/delayed-ACK stalls)
         buf: list[bytes] = self.__dict__["_headers_buffer"]  # filled by send_header()
         buf.append(b"\r\n")
+        body = resp.body if resp.cut_at is None else resp.body[: resp.cut_at]
         if self.command != "HEAD":
-            buf.append(resp.body)
+            buf.append(body)
         data = b"".join(buf)
         buf.clear()
         self.wfile.write(data)
         self.wfile.flush()
+        if resp.cut_at is None or self.command == "HEAD":
+            return
+        if resp.stall > 0:
+            if emu._stopping.wait(resp.stall):
+                return
+            with contextlib.suppress(OSError):
+                self.wfile.write(resp.body[resp.cut_at :])
+                self.wfile.flush()
+            return
+        if resp.reset:
+            with contextlib.suppress(OSError):  # close() now sends RST, not FIN
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
 
     do_GET = _dispatch
     do_HEAD = _dispatch
@@ -544,8 +607,17 @@ class WaybackEmulator:
         firewall_seconds: float = 3600.0,
         firewall_doubling: bool = True,
         recordings_dir: Path | str | None = None,
+        seed: int = 0,
     ) -> None:
         self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._faults: list[Fault] = []
+        self._fault_rng = random.Random(seed)
+        #: How many requests each injected fault hit, by kind.
+        self.fault_hits: dict[str, int] = dict.fromkeys(FAULT_KINDS, 0)
+        #: (wall-clock time, pool, status or -1 for a dropped/cut answer) of every request
+        #: that reached the server, in order: rate checks look at it.
+        self.request_log: list[tuple[float, str, int]] = []
         self._port = port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -581,6 +653,7 @@ class WaybackEmulator:
     def start(self) -> WaybackEmulator:
         if self._server is not None:
             return self
+        self._stopping.clear()
         self._server = _Server(("127.0.0.1", self._port), self)
         self._port = self._server.server_address[1]
         self._thread = threading.Thread(
@@ -596,6 +669,7 @@ class WaybackEmulator:
         server, self._server = self._server, None
         if server is None:
             return
+        self._stopping.set()
         server.shutdown()
         server.close_all_connections()
         server.server_close()
@@ -670,11 +744,14 @@ class WaybackEmulator:
         replayable: bool = True,
         in_cdx: bool = True,
         mimetype: str | None = None,
+        content_encoding: str | None = None,
     ) -> None:
         """Add a capture.  ``body`` is the payload; with ``gzip_quirk`` it is stored gzipped
         (pass already-gzipped bytes to control them exactly).  ``headers`` become
         ``X-Archive-Orig-*``.  ``replayable=False`` = listed in CDX but playback redirects
-        to the nearest replayable capture; ``in_cdx=False`` = playable but not in CDX."""
+        to the nearest replayable capture; ``in_cdx=False`` = playable but not in CDX.
+        ``content_encoding`` sends ``body`` exactly as given with that Content-Encoding
+        header, whatever the client accepts (e.g. a gzip bomb announced as gzip)."""
         if not re.fullmatch(r"\d{1,14}", timestamp):
             raise ValueError(f"bad timestamp {timestamp!r}")
         stored = body
@@ -692,6 +769,7 @@ class WaybackEmulator:
             replayable=replayable,
             in_cdx=in_cdx,
             mimetype=mimetype,
+            content_encoding=content_encoding,
         )
         self._add_capture_obj(cap, replace=True)
 
@@ -765,6 +843,88 @@ class WaybackEmulator:
             self.requests = []
             self.count_429 = 0
             self.count_dropped = 0
+            self.request_log = []
+            self.fault_hits = dict.fromkeys(FAULT_KINDS, 0)
+
+    # ---- fault injection ------------------------------------------------------------
+
+    def add_fault(
+        self,
+        kind: str,
+        *,
+        pool: str | None = None,
+        match: str | None = None,
+        count: int | None = None,
+        fraction: float = 1.0,
+        status: int = 503,
+        delay: float = 0.0,
+        keep: float = 0.5,
+    ) -> Fault:
+        """Inject a fault into the answers to matching requests, until :meth:`clear_faults`.
+
+        A request matches when its pool is ``pool`` (any if None) and its path contains
+        ``match`` (any if None); ``count`` limits the fault to the next N matching requests
+        (a burst), and ``fraction`` hits only that share of them, drawn from the emulator's
+        seeded random generator (``seed=`` at construction, or :meth:`set_fault_seed`), so a
+        test replays the same faults every time. Kinds:
+
+        * ``status``: answer ``status`` (503 burst, CDX 504 on heavy queries...) with an
+          nginx error page, without ``Memento-Datetime``;
+        * ``reset``: send the head and ``keep`` of the body, then a TCP reset;
+        * ``short``: send ``keep`` of the body and close cleanly: the body is shorter than
+          its ``Content-Length``;
+        * ``slow``: wait ``delay`` seconds before answering;
+        * ``stall``: send ``keep`` of the body, stall ``delay`` seconds, then the rest;
+        * ``truncate``: a well-formed answer whose body is only its first ``keep`` share
+          (a cut CDX JSON document);
+        * ``drop``: close the connection without any answer.
+
+        The first matching fault applies; 429s of the rate limit come before any fault.
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS)})")
+        fault = Fault(kind, pool, match, count, fraction, status, delay, keep)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault (counters are kept)."""
+        with self._lock:
+            self._faults = []
+
+    def set_fault_seed(self, seed: int) -> None:
+        """Restart the random generator that decides which requests a fraction hits."""
+        with self._lock:
+            self._fault_rng = random.Random(seed)
+
+    def _pick_fault(self, pool: str, path: str) -> Fault | None:
+        """Caller holds the lock."""
+        for fault in self._faults:
+            if not fault.wants(pool, path):
+                continue
+            if fault.fraction < 1.0 and self._fault_rng.random() >= fault.fraction:
+                continue
+            fault.hits += 1
+            self.fault_hits[fault.kind] += 1
+            return fault
+        return None
+
+    def _apply_fault(self, fault: Fault, resp: EmulatorResponse | None) -> EmulatorResponse | None:
+        if resp is None or fault.kind == "drop":
+            return None
+        keep = max(0, min(len(resp.body), int(len(resp.body) * fault.keep)))
+        if fault.kind == "truncate":
+            resp.body = resp.body[:keep]
+        elif fault.kind in ("reset", "short"):
+            resp.cut_at = keep
+            resp.reset = fault.kind == "reset"
+        elif fault.kind == "slow":
+            resp.delay = fault.delay
+        elif fault.kind == "stall":
+            resp.cut_at = keep
+            resp.stall = fault.delay
+        return resp
 
     def reset_rate_limits(self) -> None:
         """Forget the sliding windows and lift any firewall block."""
@@ -824,12 +984,36 @@ class WaybackEmulator:
             self.counts[pool] += 1
             self.requests.append((pool, method, path))
             outage = self._outage
+            fault: Fault | None = None
             if outage is None:
                 limited = self._rate_limited(pool, now)
                 if limited is not None:
+                    self.request_log.append((time.time(), pool, 429))
                     return limited
-        if outage is not None:
-            return self._outage_response(outage)
+                fault = self._pick_fault(pool, path)
+            status = outage
+            if status is None and fault is not None and fault.kind == "status":
+                status = fault.status
+            if status is not None:
+                self.request_log.append((time.time(), pool, status))
+                return self._outage_response(status)
+        resp = self._answer(method, path, pool, route, headers, body)
+        if fault is not None:
+            resp = self._apply_fault(fault, resp)
+        with self._lock:
+            logged = -1 if resp is None or resp.cut_at is not None else resp.status
+            self.request_log.append((time.time(), pool, logged))
+        return resp
+
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        pool: str,
+        route: tuple[str, RouteHandler] | None,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> EmulatorResponse | None:
         hdrs = {k.lower(): v for k, v in headers.items()}
         if route is not None:
             return route[1](method, path, hdrs, body)
@@ -1005,7 +1189,9 @@ class WaybackEmulator:
         if 300 <= cap.status < 400 and cap.target:
             headers.append(("Location", f"{self.base_url}/web/{cap.timestamp}{flag}/{cap.target}"))
         body = cap.body
-        if cap.gzip_quirk:
+        if cap.content_encoding is not None:
+            headers.append(("Content-Encoding", cap.content_encoding))
+        elif cap.gzip_quirk:
             if "gzip" in hdrs.get("accept-encoding", "").lower():
                 headers += [("content-encoding", ""), ("Content-Encoding", "gzip")]
             else:
