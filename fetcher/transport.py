@@ -48,6 +48,20 @@ _GZIP_TYPES: Final = ("application/gzip", "application/x-gzip", "application/x-t
 
 POOLS: Final = ("cdx", "playback", "availability", "save")
 
+#: A connection that fails (refused, reset, or a connect timeout: no answer at all)
+#: within this many ``pause_on_429`` periods after a 429 pause ended is taken for the
+#: archive's firewall block (pitfall 1: 429s ignored for a minute get the IP dropped).
+FIREWALL_SUSPECT_FACTOR: Final = 5.0
+#: Such a block pauses every pool of that archive host for this many ``pause_on_429``
+#: periods (10 min at the defaults), instead of retrying within seconds.
+FIREWALL_PAUSE_FACTOR: Final = 10.0
+#: Failures that mean "no connection": refused, reset or dropped before any answer. A slow
+#: answer (a read timeout) is not one: the host is there.
+_NO_CONNECTION: Final = (
+    httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadError, httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
 
 class RateLimiter:
     """Token buckets per pool, kept in a small SQLite file so every process on the machine
@@ -163,6 +177,18 @@ class RateLimiter:
             )
             conn.execute("COMMIT")
 
+    def recently_paused(self, key: str, within: float) -> bool:
+        """True if some pool of ``key`` is paused, or its pause ended less than ``within``
+        seconds ago (what a connection failure right after a 429 is judged by)."""
+        names = [f"{key}|{pool}" for pool in POOLS]
+        marks = ",".join("?" * len(names))
+        with contextlib.closing(self._connect()) as conn:
+            row = conn.execute(
+                f"SELECT MAX(paused_until) FROM buckets WHERE pool IN ({marks})", names
+            ).fetchone()
+        until = float(row[0]) if row and row[0] is not None else 0.0
+        return until > 0 and time.time() < until + within
+
     def paused_for(self, key: str, pool: str) -> float:
         """Seconds left on a pause of ``pool`` (0 when it is not paused)."""
         with contextlib.closing(self._connect()) as conn:
@@ -205,6 +231,8 @@ class Stats:
     requests: Counter[str] = field(default_factory=Counter)
     rate_limited: int = 0
     retries: int = 0
+    #: Connection failures right after a 429, taken for a firewall block (long pause).
+    firewall_pauses: int = 0
 
 
 class _BodySink:
@@ -368,21 +396,45 @@ class Transport:
         ``head`` holds them).
 
         Raises :class:`TransientError` for network failures, truncated bodies and the
-        archive's own 429 (after pausing the pool), :class:`DisallowedHostError` for hosts
-        outside the allow-list.
+        archive's own 429 (after pausing the pool), :class:`DeferredError` for a connection
+        that fails right after a 429 (a firewall block: every pool of the host is paused
+        ``pause_on_429 * 10``), :class:`DisallowedHostError` for hosts outside the allow-list.
         """
         key = self._check_host(url)
         await self.limiter.acquire(key, pool, self.max_wait)
         self.stats.requests[pool] += 1
+        answered: list[bool] = []
         try:
             async with asyncio.timeout(self.config.archive.request_timeout):
                 return await self._exchange(
-                    url, pool, key, want_body, params, method, data, headers
+                    url, pool, key, want_body, params, method, data, headers, answered
                 )
         except TimeoutError as exc:
             raise TransientError(f"{pool} request timed out: {url}") from exc
         except httpx.TransportError as exc:
+            if not answered and isinstance(exc, _NO_CONNECTION):
+                self._check_firewall(key, exc)
             raise TransientError(f"{type(exc).__name__} from the archive: {exc}") from exc
+
+    def _check_firewall(self, key: str, exc: BaseException) -> None:
+        """A connection that failed before any answer, right after a 429 pause: the archive
+        escalates ignored 429s to a firewall block (pitfall 1), so stop every pool of that
+        host for much longer than a 429 pause and raise :class:`DeferredError` instead of
+        retrying in seconds."""
+        pause = self.config.rates.pause_on_429
+        if not self.limiter.recently_paused(key, pause * FIREWALL_SUSPECT_FACTOR):
+            return
+        seconds = pause * FIREWALL_PAUSE_FACTOR
+        for pool in POOLS:
+            self.limiter.pause(key, pool, seconds)
+        self.stats.firewall_pauses += 1
+        # Deferred, not retried: knocking again, even after the pause, would only meet the
+        # block again while it lasts (an hour at the Internet Archive). A run defers the
+        # rest of its URLs; cron tries later.
+        raise DeferredError(
+            f"no connection to {key} right after a 429 ({type(exc).__name__}): taken for a "
+            f"firewall block; every pool of {key} is paused for {seconds:.0f} s"
+        ) from exc
 
     async def _exchange(
         self,
@@ -394,12 +446,15 @@ class Transport:
         method: str = "GET",
         data: dict[str, str] | None = None,
         extra_headers: dict[str, str] | None = None,
+        answered: list[bool] | None = None,
     ) -> Response:
         from .capture import header_map
 
         async with self.client.stream(
             method, url, params=params, data=data, headers=extra_headers
         ) as resp:
+            if answered is not None:
+                answered.append(True)  # a response head arrived: the host is reachable
             headers = header_map(resp.headers.multi_items())
             if resp.status_code == 429 and "memento-datetime" not in headers:
                 # The archive's own limit, not an archived 429: stop the whole pool for
