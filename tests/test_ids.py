@@ -28,7 +28,7 @@ from fetcher.ids import (
             "https://www.ntia.gov/sites/default/files/publications/ntia-ai-open-model-report.pdf",
             "a6ec2c2fe408fea3",
         ),
-        # The wiki's own export (corpus/wiki-resources.tsv) agrees for these.
+        # The wiki's own export (examples/wiki-resources.tsv) agrees for these.
         ("https://intelligence.org/files/IEM.pdf", "a1186c87f23ab9ce"),
     ],
 )
@@ -136,7 +136,7 @@ def test_every_resource_id_in_the_wiki_corpus_is_reproduced() -> None:
     import csv
     from pathlib import Path
 
-    path = Path(__file__).parent / "data" / "corpus" / "wiki-resources.tsv"
+    path = Path(__file__).parent.parent / "examples" / "wiki-resources.tsv"
     with path.open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     assert len(rows) == 44

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from fetcher.sources import SourceEntry, SourceError, detect_format, parse_sources
 
-CORPUS = Path(__file__).parent / "data" / "corpus" / "wiki-resources.tsv"
+CORPUS = Path(__file__).parent.parent / "examples" / "wiki-resources.tsv"
 
 
 def parse(text: str | bytes, fmt: str | None = None) -> list[SourceEntry | SourceError]:
