@@ -23,6 +23,7 @@ from .capture import (
     best_outcome,
     choose_captures,
     classify_playback,
+    earlier_capture,
     parse_cdx,
     parse_pywb_cdx,
     pywb_redirect_replay,
@@ -36,6 +37,8 @@ _REPLAY_RE: Final = re.compile(r"/web/(\d{1,14})(?:[a-z]{2}_)?/(.+)$", re.DOTALL
 #: How many CDX candidates to try when the first one does not replay as a 2xx capture
 #: (a fresh capture may redirect to an older one for a while: internetarchive/wayback#210).
 CDX_CANDIDATES: Final = 2
+#: Earlier captures replayed (via Link headers) before falling back to a CDX query.
+EARLIER_HOPS: Final = 2
 #: How much of a non-capture 200/403 page to read looking for the exclusion notice.
 ERROR_PAGE_BYTES: Final = 256 * 1024
 
@@ -242,6 +245,16 @@ class WaybackArchive:
         if first.end is WalkEnd.UNKNOWN:
             reason = first.final.reason if first.final else "unclassified answer"
             return Resolution("error", requested, redirects=first.visited, error=reason)
+        if first.end is WalkEnd.CAPTURE and at is None:
+            # The newest capture is an error capture: step back through earlier captures
+            # named by its Link header, on the playback budget, before spending a CDX query.
+            found, none_earlier = await self._step_back(first, requested)
+            if found is not None:
+                return found
+            if none_earlier:
+                return self._no_good_capture(first, None, requested, cdx_queries=0)
+        if first.end is WalkEnd.NOT_ARCHIVED and not self.config.archive.confirm_not_archived:
+            return self._no_good_capture(first, None, requested, cdx_queries=0)
         try:
             candidates = await self.cdx_good_captures(url, at)
         except _Blocked as exc:
@@ -257,12 +270,44 @@ class WaybackArchive:
             last = walk
         return self._no_good_capture(first, last, requested)
 
-    def _no_good_capture(self, first: Walk, last: Walk | None, requested: str) -> Resolution:
+    async def _step_back(self, first: Walk, requested: str) -> tuple[Resolution | None, bool]:
+        """Replay up to :data:`EARLIER_HOPS` earlier captures, newest first, as the Link
+        headers name them. Returns an ok resolution if one is good, and whether the headers
+        showed that no earlier capture exists at all (then CDX has nothing to add)."""
+        hop = first.final
+        visited = list(first.visited)
+        for _ in range(EARLIER_HOPS):
+            if hop is None or hop.timestamp is None:
+                return None, False
+            earlier = earlier_capture(hop.link, hop.timestamp)
+            if not earlier.known:
+                return None, False
+            if earlier.timestamp is None:
+                return None, True
+            original = self.original_from_replay(earlier.url or "") or hop.original
+            if not original:
+                return None, False
+            walk, response = await self.walk(self.replay_url(earlier.timestamp, original))
+            visited.extend(walk.visited)
+            if walk.good and response is not None:
+                result = self._ok(walk, response, requested)
+                result.redirects = visited[:-1]
+                return result, False
+            final = walk.final
+            if (walk.end is not WalkEnd.CAPTURE or final is None or final.timestamp is None
+                    or final.timestamp >= hop.timestamp):
+                return None, False  # the chain did not move back in time: let CDX decide
+            hop = final
+        return None, False
+
+    def _no_good_capture(
+        self, first: Walk, last: Walk | None, requested: str, cdx_queries: int = 1
+    ) -> Resolution:
         capture = first.last_capture or (last.last_capture if last else None)
         if capture is None:
             return Resolution(
-                "not_archived", requested, redirects=first.visited[:-1], cdx_queries=1,
-                note="the archive holds no capture of this URL",
+                "not_archived", requested, redirects=first.visited[:-1],
+                cdx_queries=cdx_queries, note="the archive holds no capture of this URL",
             )
         why = {
             WalkEnd.LOOP: "the archived redirects form a loop",
@@ -279,7 +324,7 @@ class WaybackArchive:
             archive_url=self.replay_url(ts, original, "") if ts and original else None,
             raw_url=self.replay_url(ts, original) if ts and original else None,
             redirects=first.visited[:-1],
-            cdx_queries=1,
+            cdx_queries=cdx_queries,
             note=f"no good capture: {why}",
         )
 

@@ -83,6 +83,50 @@ class Hop:
     original: str | None = None
     """The captured URL, from the Link rel="original" header."""
     reason: str = ""
+    link: str | None = None
+    """A capture's Link header: it names its neighbours (first, prev, next, last)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """What a capture's Link header says about the capture before it."""
+
+    known: bool
+    """False when the header names no mementos at all (nothing can be concluded)."""
+    timestamp: str | None = None
+    """The latest capture strictly before this one, if any."""
+    url: str | None = None
+    """Its replay URL, as the header gives it."""
+
+
+def earlier_capture(link_header: str | None, current: str) -> Earlier:
+    """The capture just before ``current`` (14 digits) according to a memento's Link header.
+
+    The archive lists a capture's first, previous, next and last mementos with their
+    datetimes (REC test_get_memento_with_path_based_redirects), so the previous capture can
+    be replayed without a CDX query. ``Earlier(known=True)`` with no timestamp means the
+    header shows that no earlier capture exists (this one is the first).
+    """
+    if not link_header:
+        return Earlier(False)
+    best: tuple[str, str] | None = None
+    names_first = False
+    for target, params in _LINK_RE.findall(link_header):
+        rels = " ".join(re.findall(r'rel="?([^";]+)"?', params)).split()
+        if "memento" not in rels:
+            continue
+        when = re.search(r'datetime="([^"]+)"', params)
+        ts = memento_timestamp(when.group(1)) if when else None
+        if ts is None:
+            continue
+        names_first = names_first or "first" in rels
+        if ts < current and (best is None or ts > best[0]):
+            best = (ts, str(target).strip())
+    if best is not None:
+        return Earlier(True, best[0], best[1])
+    # Only a header that names the first memento proves there is nothing earlier; pywb,
+    # for one, lists just the memento itself.
+    return Earlier(names_first)
 
 
 def header_map(items: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -135,8 +179,9 @@ def classify_playback(
     original = link_original(headers.get("link"))
     if ts is not None:
         if 300 <= status < 400 and absolute:
-            return Hop(HopKind.ARCHIVED_REDIRECT, status, url, ts, absolute, original)
-        return Hop(HopKind.MEMENTO, status, url, ts, None, original)
+            return Hop(HopKind.ARCHIVED_REDIRECT, status, url, ts, absolute, original,
+                       link=headers.get("link"))
+        return Hop(HopKind.MEMENTO, status, url, ts, None, original, link=headers.get("link"))
     runtime_error = headers.get("x-archive-wayback-runtime-error", "")
     if any(m in runtime_error for m in _BLOCK_HEADER_MARKERS):
         return Hop(HopKind.BLOCKED, status, url, reason=runtime_error)

@@ -61,6 +61,10 @@ class ArchiveConfig:
     request_timeout: float = 180.0
     max_redirects: int = 10
     max_body_bytes: int = 100_000_000
+    #: After playback says "never archived", confirm with one CDX query. The archive's
+    #: playback and CDX read the same index, so this rarely finds anything; turning it off
+    #: saves a CDX request (the scarce 24/min budget) per unarchived URL.
+    confirm_not_archived: bool = True
     #: Extra hosts (``host`` or ``host:port``) that may be contacted besides base_url's.
     extra_hosts: tuple[str, ...] = ()
 

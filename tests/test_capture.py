@@ -15,12 +15,14 @@ from hypothesis import strategies as st
 
 from fetcher.capture import (
     CdxRow,
+    Earlier,
     Hop,
     HopKind,
     Walk,
     WalkEnd,
     choose_captures,
     classify_playback,
+    earlier_capture,
     header_map,
     link_original,
     memento_timestamp,
@@ -373,3 +375,47 @@ def test_choose_captures_only_ever_returns_good_distinct_rows(
 @given(st.text(max_size=400))
 def test_parse_cdx_never_raises(text: str) -> None:
     parse_cdx(text)
+
+
+# --- earlier captures from Link headers --------------------------------------------------
+
+
+def test_earlier_capture_is_read_from_a_recorded_link_header() -> None:
+    first = interactions("test_get_memento_with_path_based_redirects.yaml")[0]
+    earlier = earlier_capture(first["headers"]["link"], "20201027215555")
+    assert earlier.known
+    assert earlier.timestamp == "20201026212550"
+    assert earlier.url is not None and "/web/20201026212550/" in earlier.url
+
+
+def _link(*mementos: tuple[str, str]) -> str:
+    parts = ['<https://x.org/>; rel="original"']
+    for rel, ts in mementos:
+        when = f"{ts[6:8]} Jan {ts[:4]} {ts[8:10]}:{ts[10:12]}:{ts[12:14]} GMT"
+        parts.append(f'<https://web.archive.org/web/{ts}/https://x.org/>; rel="{rel}"; '
+                     f'datetime="Mon, {when}"')
+    return ", ".join(parts)
+
+
+def test_the_first_memento_proves_there_is_nothing_earlier() -> None:
+    link = _link(("first memento", "20240101000000"), ("memento", "20240101000000"),
+                 ("last memento", "20240301000000"))
+    assert earlier_capture(link, "20240101000000") == Earlier(True)
+
+
+def test_without_a_first_memento_nothing_is_concluded() -> None:
+    """pywb lists only the memento itself."""
+    assert earlier_capture(_link(("memento", "20240101000000")), "20240101000000") == Earlier(
+        False)
+    assert earlier_capture(None, "20240101000000") == Earlier(False)
+    assert earlier_capture('<https://x.org/>; rel="original"', "20240101000000") == Earlier(
+        False)
+
+
+def test_the_latest_earlier_memento_wins_whatever_its_rel() -> None:
+    link = _link(("first memento", "20190101000000"), ("prev memento", "20230101000000"),
+                 ("memento", "20240101000000"), ("next memento", "20240201000000"))
+    assert earlier_capture(link, "20240101000000").timestamp == "20230101000000"
+    # If only first and last are given, the first is still an earlier capture to try.
+    link = _link(("first memento", "20190101000000"), ("memento", "20240101000000"))
+    assert earlier_capture(link, "20240101000000").timestamp == "20190101000000"

@@ -112,10 +112,12 @@ def test_an_error_record_is_retried_after_the_error_ttl_not_before(
     assert sum(emulator.counts.values()) == 0  # within the 1 h error TTL
 
 
-def test_archived_404_newer_than_a_good_200_falls_back_to_one_cdx_query(
+def test_archived_404_newer_than_a_good_200_is_found_through_the_link_header(
     emulator: Any, fetcher: Fetcher
 ) -> None:
-    """Pitfall 4: the wiki chose 'newest capture' without a status filter."""
+    """Pitfall 4: the wiki chose 'newest capture' without a status filter. The 404
+    capture's Link header names the capture before it, which costs a playback request
+    instead of a CDX query."""
     url = "https://example.org/report"
     emulator.add_capture(url, "20200101000000", body=html_page("Report", "The good text."))
     emulator.add_capture(url, "20240101000000", status=404, body=b"<h1>Not Found</h1>")
@@ -123,6 +125,19 @@ def test_archived_404_newer_than_a_good_200_falls_back_to_one_cdx_query(
     assert record.status == "ok"
     assert record.capture_timestamp == "20200101000000"
     assert "The good text." in record.preview
+    assert emulator.counts.get("cdx", 0) == 0
+    assert emulator.counts.get("playback", 0) == 3
+
+
+def test_many_newer_error_captures_fall_back_to_one_cdx_query(
+    emulator: Any, fetcher: Fetcher
+) -> None:
+    url = "https://example.org/flaky"
+    emulator.add_capture(url, "20200101000000", body=html_page("Flaky", "Once good."))
+    for year in (2021, 2022, 2023, 2024):
+        emulator.add_capture(url, f"{year}0101000000", status=503, body=b"down")
+    record = fetcher.fetch(url)
+    assert record.status == "ok" and record.capture_timestamp == "20200101000000"
     assert emulator.counts.get("cdx", 0) == 1
 
 
@@ -136,13 +151,26 @@ def test_only_error_captures_give_archived_error_with_that_status(
     assert record.archived_status == 404
     assert record.capture_timestamp == "20240101000000"
     assert record.preview == "" and record.content_length is None
+    # The Link header shows it is the first capture: no CDX query can add anything.
+    assert emulator.counts.get("cdx", 0) == 0
 
 
 def test_never_archived_gives_not_archived(emulator: Any, fetcher: Fetcher) -> None:
     record = fetcher.fetch("https://never-archived.example/")
     assert record.status == "not_archived"
     assert record.archived_status is None and record.capture_timestamp is None
-    assert emulator.counts.get("cdx", 0) == 1
+    assert emulator.counts.get("cdx", 0) == 1  # confirm_not_archived (the default)
+
+
+def test_confirm_not_archived_off_saves_the_cdx_query(emulator: Any, tmp_path: Any) -> None:
+    from conftest import emulator_config
+
+    config = emulator_config(tmp_path, emulator.base_url,
+                             archive={"confirm_not_archived": False})
+    with Fetcher(config) as f:
+        record = f.fetch("https://never-archived.example/")
+    assert record.status == "not_archived"
+    assert emulator.counts.get("cdx", 0) == 0 and emulator.counts["playback"] == 1
 
 
 def test_excluded_site_is_blocked_and_its_page_never_stored(
@@ -343,9 +371,7 @@ def test_the_cdx_fallback_is_one_bounded_filtered_query_without_paging(
 ) -> None:
     """Pitfall 6: paging drops rows and unbounded queries truncate silently; pitfall 7: the
     availability API is never needed."""
-    url = "https://example.org/only-404"
-    emulator.add_capture(url, "20240101000000", status=404, body=b"gone")
-    fetcher.fetch(url)
+    fetcher.fetch("https://example.org/never")
     cdx = [path for pool, _m, path in emulator.requests if pool == "cdx"]
     assert len(cdx) == 1
     query = parse_qs(urlsplit(cdx[0]).query)
