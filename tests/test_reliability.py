@@ -416,3 +416,52 @@ def test_a_full_outage_stops_the_cli_run_after_a_bounded_number_of_failures(
             assert now is not None and now.status == "ok"
             assert (now.capture_timestamp, now.preview) == (was["capture_timestamp"],
                                                            was["preview"])
+
+
+# --- the shared limiter under contention ------------------------------------------------
+
+
+def _take_tokens(path: str, rate: float, n: int, out: Any) -> None:
+    import asyncio
+
+    from fetcher.transport import RateLimiter
+
+    limiter = RateLimiter(Path(path), {"playback": rate})
+
+    async def one() -> None:
+        for _ in range(n):
+            await limiter.acquire("archive", "playback", max_wait=60)
+            out.put(time.time())
+
+    async def many() -> None:
+        await asyncio.gather(*(one() for _ in range(3)))
+
+    asyncio.run(many())
+
+
+def test_four_processes_of_three_tasks_never_get_more_than_burst_plus_rate(
+    tmp_path: Path,
+) -> None:
+    """Regression: the clock was read before the SQLite write lock, so a process that
+    waited for the lock wrote an older ``updated`` and the next taker was credited the same
+    interval twice: 4 processes took 80% more than the budget in any 5 s."""
+    import multiprocessing
+
+    from fetcher.transport import RateLimiter
+
+    rate = 3000.0  # 50 per second, burst 50
+    path = str(tmp_path / "rl.sqlite")
+    RateLimiter(Path(path), {"playback": rate})
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_take_tokens, args=(path, rate, 20, queue)) for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    times = sorted(queue.get(timeout=60) for _ in range(4 * 3 * 20))
+    for proc in procs:
+        proc.join(timeout=30)
+    burst = RateLimiter.burst(rate)
+    for window in (0.5, 1.0, 2.0):
+        peak = max(sum(1 for t in times[i:] if t < start + window)
+                   for i, start in enumerate(times))
+        assert peak <= burst + rate / 60.0 * window + 1, (window, peak)
