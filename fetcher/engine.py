@@ -167,10 +167,11 @@ class AsyncFetcher:
         await self.transport.aclose()
         self.cache.close()
 
-    async def plan(
-        self, url: str, at: str | None = None, force: bool = False
-    ) -> Plan:
+    def plan(self, url: str, at: str | None = None, force: bool = False) -> Plan:
         """Decide, without any request, whether ``url`` needs fetching and why.
+
+        Synchronous on purpose: it only reads the local cache (microseconds), so callers on
+        any thread can answer a fresh record without a hop onto the engine's loop.
 
         Raises :class:`~fetcher.errors.InputError` for a URL or timestamp that is not usable.
         """
@@ -202,7 +203,7 @@ class AsyncFetcher:
         :class:`~fetcher.errors.DeferredError` when the archive has paused us for longer
         than ``rates.max_wait`` (nothing is stored then: try later).
         """
-        plan = await self.plan(url, at, force)
+        plan = self.plan(url, at, force)
         if not plan.due and plan.existing is not None:
             return plan.existing
         return await self.attempt(plan)
@@ -419,8 +420,12 @@ class Fetcher:
         return self._engine.cache
 
     def fetch(self, url: str, at: str | None = None, force: bool = False) -> Record:
-        """See :meth:`AsyncFetcher.fetch`."""
-        return self._run(self._engine.fetch(url, at=at, force=force))
+        """See :meth:`AsyncFetcher.fetch`. A fresh record is answered on the caller's
+        thread, without waking the engine's loop."""
+        plan = self._engine.plan(url, at, force)
+        if not plan.due and plan.existing is not None:
+            return plan.existing
+        return self._run(self._engine.attempt(plan))
 
     def fetch_many(
         self, urls: Iterable[str], *, at: str | None = None, force: bool = False,

@@ -353,7 +353,7 @@ class Saver:
     async def _confirm(self, record: Record, job: str | None, requested: str | None, *,
                        success_ts: str | None = None, failure: str | None = None) -> Record:
         """Fetch the URL's newest capture and decide from what playback really serves."""
-        plan = await self.engine.plan(record.url, None, True)
+        plan = self.engine.plan(record.url, None, True)
         fetched = await self.engine.attempt(plan)
         floor = success_ts or _archive_ts(requested, skew=timedelta(minutes=5))
         served = fetched.capture_timestamp if fetched.status == "ok" else None
