@@ -134,7 +134,7 @@ class PreviewConfig:
     max_text_chars: int = 1_000_000
     pdf_max_pages: int = 10
     pdf_max_seconds: float = 10.0
-    html_max_bytes: int = 8_000_000
+    html_max_bytes: int = 4_000_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ class ExtractLimits:
     text_chars: int = 1_000_000  # cap on full text
     pdf_max_pages: int = 10  # first pages only
     pdf_max_seconds: float = 10.0  # checked between pages; stop and note when exceeded
-    html_max_bytes: int = 8_000_000  # parse at most this many bytes of HTML / text
+    html_max_bytes: int = 4_000_000  # parse at most this many bytes of HTML / text
 
 
 @dataclass(frozen=True, slots=True)
@@ -863,9 +863,15 @@ _WHITESPACE_RUN_RE = re.compile(r"[\t\n\x0c\r \u00a0]+")
 _MIN_MAIN_CHARS = 200
 
 
-def _node_text(node: LexborNode) -> str:
-    """Text of a node with block boundaries as line breaks and whitespace collapsed."""
+def _node_text(node: LexborNode, max_chars: int) -> str:
+    """Text of a node with block boundaries as line breaks and whitespace collapsed.
+
+    Only ``max_chars`` of raw text are cleaned (the result is capped below that anyway):
+    each regex pass copies the string, and on a 30 MB page those copies were the peak.
+    """
     raw = node.text(deep=True)
+    if len(raw) > max_chars:
+        raw = raw[:max_chars]
     # Source newlines are just whitespace in HTML; only the sentinels mark real breaks.
     raw = _WHITESPACE_RUN_RE.sub(" ", raw).replace(_SENTINEL, "\n")
     text = sanitize_text(raw, keep_newlines=True)
@@ -892,12 +898,13 @@ def _html_title(tree: LexborHTMLParser) -> str | None:
 
 
 def _extract_html(
-    data: bytes, declared: str | None, truncated: bool
+    data: bytes, declared: str | None, truncated: bool, text_chars: int
 ) -> tuple[str | None, str, str, list[str]]:
     """(title, text, charset, notes) of an HTML document."""
     notes: list[str] = []
     html, charset = _decode(data, declared, html=True, truncated=truncated)
     prepared, capped = _prepare_html(html)
+    del html  # one copy of the document at a time: the peak is what bounds memory
     if capped:
         notes.append(f"HTML nesting capped at {_MAX_DEPTH} levels")
     tree = LexborHTMLParser(prepared)
@@ -911,9 +918,11 @@ def _extract_html(
         except Exception:  # selectolax refuses to remove the root (<html hidden>)
             continue
     text = ""
+    # Whitespace runs collapse, so read a few times the text cap of raw text.
+    budget = max(4 * text_chars, 4096)
     for selector in ("main", "article"):
         for node in tree.css(selector):
-            candidate = _node_text(node)
+            candidate = _node_text(node, budget)
             if len(candidate) > _MIN_MAIN_CHARS:
                 text = candidate
                 break
@@ -921,7 +930,7 @@ def _extract_html(
             break
     if not text:
         root = tree.body or tree.root
-        text = _node_text(root) if root is not None else ""
+        text = _node_text(root, budget) if root is not None else ""
     return title, text, charset, notes
 
 
@@ -1098,7 +1107,9 @@ def extract(
         data = data[:cap]
 
     if kind == "html":
-        title, text, charset, notes = _extract_html(data, declared_content_type, truncated)
+        title, text, charset, notes = _extract_html(
+            data, declared_content_type, truncated, limits.text_chars
+        )
         if truncated:
             notes.insert(0, f"HTML cut at {cap} bytes")
         return _finish(

@@ -549,7 +549,7 @@ def test_thirty_megabyte_single_line() -> None:
     assert ex.kind == "html"
     assert ex.title == "Big"
     assert ex.note is not None
-    assert "HTML cut at 8000000 bytes" in ex.note
+    assert "HTML cut at 4000000 bytes" in ex.note
     assert "text truncated at 1000000 chars" in ex.note
     assert len(ex.text) <= 1_000_000
     assert len(ex.preview) <= 3000 and ex.preview.endswith("word")
