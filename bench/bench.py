@@ -7,6 +7,8 @@ Sections (``--sections``, default all):
 
 * ``cold``     cold resolution and fetch of a mixed corpus, the three tools side by side,
                under the archive's per-minute limits scaled by ``--scale``
+* ``batch``    ``Fetcher.run`` (what ``snapcache run`` does) cold over the same corpus,
+               against the time the scaled budgets allow, then a warm rerun
 * ``warm``     a second pass over 10,000 fresh records (zero requests allowed)
 * ``overhead`` one ``Fetcher.fetch`` of a cached record vs a raw cache read
 * ``extract``  preview throughput, PDF preview time, peak RSS on big documents
@@ -480,8 +482,10 @@ def targets(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sections", default="cold,warm,extract",
-                    help="comma list of cold, warm (includes overhead), extract")
+    ap.add_argument("--sections", default="cold,batch,warm,extract",
+                    help="comma list of cold, batch, warm (includes overhead), extract")
+    ap.add_argument("--batch-concurrency", type=int, default=8,
+                    help="concurrency of the batch (Fetcher.run) section")
     ap.add_argument("--scale", type=float, default=12.0,
                     help="speed-up of the archive's per-minute limits (<= 15: see README)")
     ap.add_argument("--concurrency", type=int, default=4,
@@ -510,6 +514,11 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(d)
         if "cold" in sections:
             run_cold(args, results)
+        if "batch" in sections:
+            from batch_bench import run_batch
+
+            (tmp / "batch").mkdir()
+            run_batch(args, results, tmp / "batch")
         if "warm" in sections:
             (tmp / "warm").mkdir()
             run_warm(args, results, tmp / "warm")
