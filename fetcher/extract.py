@@ -318,6 +318,12 @@ def _sniff(head: bytes, declared_mime: str | None) -> tuple[Kind, str]:
     if b"%PDF-" in window:
         return "pdf", "application/pdf"
     textual = _looks_textual(window)
+    if not textual and declared_mime in _HTML_TYPES:
+        # Declared HTML and marked up as HTML, with stray NUL or control bytes (seen in old
+        # captures, and planted in hostile ones): browsers render it, so it is HTML. The
+        # bytes themselves are removed with every other control character later.
+        text = _sniff_text(window.replace(b"\x00", b""))
+        textual = text.startswith(_HTML_PREFIXES) or any(m in text for m in _HTML_MARKERS)
     if textual:
         text = _sniff_text(window)
         if (
@@ -420,12 +426,15 @@ def _decode_declared(data: bytes, codec: str | None, *, truncated: bool) -> str 
 
     Bytes that are valid UTF-8 and contain non-ASCII are almost never legacy 8-bit text by
     accident ("Ã©" pairs are rare in real cp1252 prose), while "utf-8 labelled iso-8859-1"
-    is a very common server misconfiguration. A single-byte label therefore loses to UTF-8
-    when the bytes are valid multi-byte UTF-8; any label loses when its strict decode fails.
+    is a very common server misconfiguration. A legacy label therefore loses to UTF-8 when
+    the bytes are valid multi-byte UTF-8; any label loses when its strict decode fails.
+    That holds for the multi-byte legacy codecs too: UTF-8 labelled Shift_JIS decodes
+    "successfully" as cp932 into half-width katakana mojibake ("Grüße" -> "Grﾃｼﾃ歹"),
+    while real Shift_JIS, GBK or Big5 text is almost never valid UTF-8.
     """
     if codec is None:
         return None
-    if _single_byte(codec) and _has_high_bytes(data):
+    if not codec.startswith("utf") and _has_high_bytes(data):
         as_utf8 = _try_decode(data, "utf-8", truncated=truncated)
         if as_utf8 is not None:
             return None  # let the caller's UTF-8 step take it
