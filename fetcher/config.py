@@ -307,7 +307,11 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
 
 
 def _check_url(name: str, url: str) -> None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is out of range or no number
+    except ValueError as exc:
+        raise ConfigError(f"{name}: not a valid URL ({exc}): {url!r}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name}: expected an http(s) URL, got {url!r}")
 
