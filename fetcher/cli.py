@@ -139,7 +139,19 @@ def _emit(record: Record, as_json: bool) -> None:
         click.echo()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The command group, with one last guard: a cache that cannot be read (a planted
+    pickle, a corrupt record) or a file that cannot be written ends with a clear message
+    and exit 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (SnapcacheError, OSError) as exc:
+            _die(f"error: {exc}", EXIT_SOME_FAILED)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
