@@ -335,6 +335,19 @@ async def run_sources(
                 summary.invalid += 1
                 emit(RunEvent("invalid", item.line, item.url, reason=str(exc)))
                 continue
+            except Exception as exc:  # one URL's failure must not end the run
+                # The attempt could not even be recorded (the store failed: locked too long
+                # by another writer, a disk error; or a bug). A worker that died here would
+                # leave the run waiting forever on its queue: count the URL as an error,
+                # report it, and go on (the circuit breaker stops a run where all fail).
+                reason = f"not stored: {type(exc).__name__}: {exc}"
+                summary.outcomes["error"] += 1
+                state["consecutive_errors"] += 1
+                if state["consecutive_errors"] >= cfg.circuit_breaker:
+                    defer(f"circuit breaker: {cfg.circuit_breaker} URLs failed in a row "
+                          f"(latest: {reason})")
+                emit(RunEvent("fetched", item.line, item.url, None, reason=reason))
+                continue
             outcome = record.last_outcome or record.status
             summary.outcomes[outcome] += 1
             if plan.existing is None:
