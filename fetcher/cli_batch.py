@@ -111,6 +111,8 @@ class _Reporter:
             detail = r.capture_timestamp or "-"
             extra = f" ({_clean(r.error)})" if outcome == "error" and r.error else ""
             self._line(f"line {event.line}: {outcome} {detail} {_clean(event.url)}{extra}")
+        elif event.kind == "fetched":  # attempted, but the store could not record it
+            self._line(f"line {event.line}: error - {_clean(event.url)} ({_clean(event.reason)})")
         elif event.kind == "would_fetch":
             self._line(f"line {event.line}: would fetch {_clean(event.url)} ({event.reason})")
         elif event.kind == "deferred":
