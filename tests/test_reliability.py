@@ -465,3 +465,46 @@ def test_four_processes_of_three_tasks_never_get_more_than_burst_plus_rate(
         peak = max(sum(1 for t in times[i:] if t < start + window)
                    for i, start in enumerate(times))
         assert peak <= burst + rate / 60.0 * window + 1, (window, peak)
+
+
+# --- no exception escapes a run ----------------------------------------------------------
+
+
+def test_a_store_that_fails_mid_run_ends_the_run_with_errors_not_a_hang_or_an_exception(
+    tmp_path: Path, emulator: Any
+) -> None:
+    """Every URL gets an outcome even when storing it fails (a cache locked for too long by
+    another writer raises CacheError): the worker must not die and leave the run waiting."""
+    import threading
+
+    from cache.errors import CacheError
+
+    urls = [f"https://store{i}.example/" for i in range(12)]
+    for url in urls:
+        emulator.add_capture(url, "20220101000000", body=html_page("S", "s"))
+    config = _fast_config(tmp_path, emulator, {"run": {"concurrency": 2}})
+    results: list[Any] = []
+    with Fetcher(config) as f:
+        real = f.cache.save_attempt
+
+        def flaky(record: Any, **kwargs: Any) -> Any:
+            if not record.url.endswith(("3.example/", "7.example/")):
+                raise CacheError("cache stayed locked by another writer (simulated)")
+            return real(record, **kwargs)
+
+        f.cache.save_attempt = flaky  # type: ignore[method-assign]
+        events: list[Any] = []
+        thread = threading.Thread(
+            target=lambda: results.append(f.run(urls, on_result=events.append)), daemon=True)
+        thread.start()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the run hung after its workers failed"
+        f.cache.save_attempt = real  # type: ignore[method-assign]
+        stored = [u for u in urls if f.lookup(u) is not None]
+    summary = results[0]
+    assert summary.outcomes == {"ok": 2, "error": 10}
+    assert summary.exit_code == 1
+    assert len({e.url for e in events if e.kind == "fetched"}) == 12
+    failed = [e for e in events if e.kind == "fetched" and e.record is None]
+    assert len(failed) == 10 and all("simulated" in e.reason for e in failed)
+    assert sorted(stored) == ["https://store3.example/", "https://store7.example/"]
