@@ -54,14 +54,21 @@ def _plain(emu: Any) -> dict[str, str]:
     return urls
 
 
+def _errors_on_top(emu: Any, url: str) -> None:
+    """Three newest captures that are archived 404s: more than the earlier captures a walk
+    steps back through (archive.EARLIER_HOPS), so finding a good one takes the CDX query."""
+    for year in (2022, 2023, 2024):
+        emu.add_capture(url, f"{year}0101000000", status=404, body=b"gone")
+
+
 def _needs_cdx(emu: Any) -> dict[str, str]:
     """URLs whose resolution needs the CDX fallback."""
     newer404 = "https://cdx.example/newer404"
     emu.add_capture(newer404, "20190101000000", body=html_page("Old good", "good"))
-    emu.add_capture(newer404, "20240101000000", status=404, body=b"gone")
+    _errors_on_top(emu, newer404)
     only404 = "https://cdx.example/only404"
-    emu.add_capture(only404, "20240101000000", status=404, body=b"gone")
-    return {newer404: "ok", only404: "archived_error", "https://never.example/": "not_archived"}
+    _errors_on_top(emu, only404)
+    return {newer404: "ok", only404: "archived_error"}
 
 
 def _status_burst(emu: Any) -> dict[str, str]:
@@ -106,7 +113,7 @@ def _cdx_504(emu: Any) -> dict[str, str]:
 
 def _cdx_truncated(emu: Any) -> dict[str, str]:
     url = "https://cut.example/x"
-    emu.add_capture(url, "20240101000000", status=404, body=b"gone")
+    _errors_on_top(emu, url)
     for day in range(1, 9):
         emu.add_capture(url, f"201901{day:02d}000000", body=html_page("Kept", f"day {day}"))
     emu.add_fault("truncate", pool="cdx", keep=0.55)
@@ -118,7 +125,7 @@ MALFORMED = "https://junk.example/x"
 
 def _cdx_malformed(emu: Any) -> dict[str, str]:
     url = MALFORMED
-    emu.add_capture(url, "20240101000000", status=404, body=b"gone")
+    _errors_on_top(emu, url)
     emu.add_capture(url, "20180301000000", body=html_page("The good one", "good"))
     key = "example,junk)/x"
     good = [key, "20180301000000", url, "text/html", "200", "GOODDIGEST", "900"]
@@ -257,6 +264,9 @@ def test_under_each_fault_every_url_ends_final_or_with_a_recorded_error(
             for url, wanted in expect.items():
                 record = f.lookup(url)
                 assert record is not None and record.status == wanted, (url, wanted)
+        if scenario.setup in (_status_fraction, _cdx_504, _cdx_truncated, _cdx_malformed,
+                              _budget_429, _everything):
+            assert emu.counts["cdx"] >= 1, "the CDX fallback was never exercised"
         if scenario.setup is _budget_429:
             assert emu.count_429 >= 1 and emu.firewall_count == 0
         elif scenario.setup is not _redirects and scenario.setup is not _cdx_malformed:
