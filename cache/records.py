@@ -94,22 +94,23 @@ class Record:
         version = data.get("schema_version", SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
             raise RecordFormatError(f"schema_version {version!r} is not {SCHEMA_VERSION}")
-        unknown = data.keys() - _KNOWN_FIELDS
-        if unknown:
-            raise RecordFormatError(f"unknown field {sorted(unknown)[0]!r}")
-        for name in ("resource_id", "stable_id", "url"):
-            if not isinstance(data.get(name), str) or not data[name]:
-                raise RecordFormatError(f"field {name!r} must be a non-empty string")
-        for name, types in _TYPED_FIELDS.items():
-            if name in data and (
-                not isinstance(data[name], types)
-                or (bool not in types and isinstance(data[name], bool))
+        # One pass over the fields (records are parsed on every cache read, so this is on
+        # the warm path of every run).
+        for name, value in data.items():
+            expected = _FIELD_TYPES.get(name)
+            if expected is None:
+                raise RecordFormatError(f"unknown field {name!r}")
+            if not isinstance(value, expected) or (
+                isinstance(value, bool) and bool not in expected
             ):
-                raise RecordFormatError(f"field {name!r} has the wrong type")
-        for name in _OPTIONAL_STR_FIELDS:
-            value = data.get(name)
-            if value is not None and not isinstance(value, str):
+                if name in _REQUIRED_STR_FIELDS:
+                    raise RecordFormatError(f"field {name!r} must be a non-empty string")
+                if name in _TYPED_FIELDS:
+                    raise RecordFormatError(f"field {name!r} has the wrong type")
                 raise RecordFormatError(f"field {name!r} must be a string or null")
+        for name in _REQUIRED_STR_FIELDS:
+            if not data.get(name):
+                raise RecordFormatError(f"field {name!r} must be a non-empty string")
         if data.get("status", "error") not in STATUSES:
             raise RecordFormatError(f"field 'status' has unknown value {data.get('status')!r}")
         if data.get("last_outcome") not in (*STATUSES, None):
@@ -141,7 +142,10 @@ _TYPED_FIELDS: Final[dict[str, tuple[type, ...]]] = {
     "preview": (str,),
     "redirects": (list,),
 }
-_OPTIONAL_STR_FIELDS: Final = tuple(
-    sorted(_KNOWN_FIELDS - set(_TYPED_FIELDS) - {"schema_version", "resource_id", "stable_id",
-                                                 "url"})
-)
+_REQUIRED_STR_FIELDS: Final = ("resource_id", "stable_id", "url")
+_FIELD_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    **dict.fromkeys(_KNOWN_FIELDS, (str, type(None))),
+    **dict.fromkeys(_REQUIRED_STR_FIELDS, (str,)),
+    **_TYPED_FIELDS,
+    "schema_version": (int,),
+}

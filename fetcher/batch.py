@@ -287,7 +287,7 @@ async def run_sources(
                 emit(RunEvent("deferred", item.line, item.url, reason=deferral[0]))
                 continue
             try:
-                plan = engine.plan(item.url, item.at, force)
+                plan = engine.plan(item.url, item.at, force, checked=True)
             except InputError as exc:
                 summary.invalid += 1
                 emit(RunEvent("invalid", item.line, item.url, reason=str(exc)))

@@ -167,7 +167,9 @@ class AsyncFetcher:
         await self.transport.aclose()
         self.cache.close()
 
-    def plan(self, url: str, at: str | None = None, force: bool = False) -> Plan:
+    def plan(
+        self, url: str, at: str | None = None, force: bool = False, *, checked: bool = False
+    ) -> Plan:
         """Decide, without any request, whether ``url`` needs fetching and why.
 
         Synchronous on purpose: it only reads the local cache (microseconds), so callers on
@@ -175,14 +177,19 @@ class AsyncFetcher:
 
         Raises :class:`~fetcher.errors.InputError` for a URL or timestamp that is not usable.
         """
-        target = parse_target(url, self.transport.allowed)
+        target = parse_target(url, self.transport.allowed, checked=checked)
         wanted_at = normalize_timestamp(at) if at else target.at
-        # After a move, a corrected URL belongs to a resource whose ID is the hash of the
-        # URL it was first cited with: the ID is a key, not a function of the current URL.
         # Local SQLite reads take microseconds and never wait on writers (WAL), so they run
-        # on the loop: a thread hop per read would cost more than the read (warm runs).
-        rid = self.cache.resource_id_for_url(target.given) or resource_id(target.given)
+        # on the caller's thread: a hop per read would cost more than the read (warm runs).
+        rid = resource_id(target.given)
         existing = self.cache.get(rid)
+        if existing is None or existing.url != target.given:
+            # After a move, a corrected URL belongs to a resource whose ID is the hash of
+            # the URL it was first cited with (the ID is a key, not a function of the URL),
+            # and a moved-away URL is an alias: the URL index knows both.
+            owner = self.cache.resource_id_for_url(target.given)
+            if owner is not None and owner != rid:
+                rid, existing = owner, self.cache.get(owner)
         if existing is None:
             return Plan(target, wanted_at, rid, None, True, "missing")
         if force:
