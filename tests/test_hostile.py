@@ -221,7 +221,7 @@ def test_a_gzip_bomb_keeps_the_cli_process_memory_bounded(
     record = json.loads(out)
     assert record["content_length"] == CAP and record["body_truncated"] is True
     # 2 GiB inflated; the process never held more than the cap and its own baseline.
-    assert peak_mb < 300, peak_mb
+    assert peak_mb < 150, peak_mb
     print(f"RELIABILITY gzip bomb: 2 GiB inflated, stored {CAP} bytes, peak RSS {peak_mb} MB")
 
 
@@ -401,8 +401,10 @@ def test_any_cli_arguments_give_a_clear_error_never_a_traceback_nor_a_lost_recor
             result.output), (argv, result.output)
         assert after == before
     for rid, text in before.items():
-        kept = json.loads(after[rid])
-        assert kept["status"] == "ok" and kept["stable_id"] == json.loads(text)["stable_id"]
+        was, kept = json.loads(text), json.loads(after[rid])
+        assert kept["stable_id"] == was["stable_id"]
+        if was["status"] == "ok":  # a good record stays good whatever the arguments
+            assert kept["status"] == "ok"
 
 
 @pytest.mark.parametrize(

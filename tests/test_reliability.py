@@ -518,3 +518,22 @@ def test_a_store_that_fails_mid_run_ends_the_run_with_errors_not_a_hang_or_an_ex
     failed = [e for e in events if e.kind == "fetched" and e.record is None]
     assert len(failed) == 10 and all("simulated" in e.reason for e in failed)
     assert sorted(stored) == ["https://store3.example/", "https://store7.example/"]
+
+
+def test_the_readme_reliability_figures_are_the_ones_these_tests_assert() -> None:
+    from test_crash import KILL_POINTS
+    from test_hostile import (
+        CLI_EXAMPLES,
+        CONFIG_KEY_EXAMPLES,
+        CONFIG_TEXT_EXAMPLES,
+        HOSTILE_DOCS,
+    )
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Reliability"):readme.index("## Configuration")]
+    for figure in (f"**{KILL_POINTS} SIGKILLs**", f"**{len(FAULT_SCENARIOS)} fault scenarios**",
+                   f"**{len(HOSTILE_DOCS)} hostile documents**",
+                   f"**{CONFIG_KEY_EXAMPLES} + {CONFIG_TEXT_EXAMPLES} config files**",
+                   f"**{CLI_EXAMPLES} CLI argument lists**", "**0 records lost**",
+                   "**firewalled 0 times**"):
+        assert figure in section, figure
