@@ -70,6 +70,7 @@ __all__ = [
     "format_http_date",
     "load_recordings",
     "parse_cdx_lines",
+    "pdf_from_objects",
     "surt_urlkey",
     "url_key",
 ]
@@ -1580,6 +1581,11 @@ def _tiny_pdf(text: str) -> bytes:
         b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
+    return pdf_from_objects(objs)
+
+
+def pdf_from_objects(objs: list[bytes]) -> bytes:
+    """A PDF file from its numbered objects (object 1 the catalog), with a correct xref."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for i, obj in enumerate(objs, 1):
