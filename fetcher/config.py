@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from .capture import netloc_of
 from .errors import ConfigError
 
 # The Internet Archive's hard limits are 30 CDX and 600 playback requests per minute per IP
@@ -86,7 +87,7 @@ class ArchiveEntry:
     @property
     def netloc(self) -> str:
         """``host[:port]`` of the archive, lower case."""
-        return _netloc(self.base_url)
+        return netloc_of(self.base_url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +221,7 @@ class Config:
     @property
     def primary_hosts(self) -> frozenset[str]:
         """The primary archive's hosts: base_url's, availability_url's and extra_hosts."""
-        hosts = {_netloc(self.archive.base_url), _netloc(self.archive.availability_url)}
+        hosts = {netloc_of(self.archive.base_url), netloc_of(self.archive.availability_url)}
         hosts.update(h.lower() for h in self.archive.extra_hosts)
         return frozenset(hosts)
 
@@ -229,15 +230,6 @@ class Config:
         """Network locations (``host[:port]``, lower case) snapcache may contact: those of
         every configured archive."""
         return self.primary_hosts | {entry.netloc for entry in self.archives}
-
-
-def _netloc(url: str) -> str:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    default = {"http": 80, "https": 443}.get(parts.scheme)
-    if parts.port is not None and parts.port != default:
-        return f"{host}:{parts.port}"
-    return host
 
 
 _SECTIONS: Final[dict[str, type[Any]]] = {

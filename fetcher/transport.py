@@ -31,6 +31,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from .capture import header_map, netloc_of
 from .config import Config
 from .errors import DeferredError, DisallowedHostError, RateLimitedError, TransientError
 
@@ -377,8 +378,6 @@ class Transport:
         await self.client.aclose()
 
     def _check_host(self, url: str) -> str:
-        from .capture import netloc_of
-
         netloc = netloc_of(url)
         if netloc not in self.allowed:
             raise DisallowedHostError(f"refusing to contact {netloc or url!r}: not an archive host")
@@ -454,8 +453,6 @@ class Transport:
         extra_headers: dict[str, str] | None = None,
         answered: list[bool] | None = None,
     ) -> Response:
-        from .capture import header_map
-
         async with self.client.stream(
             method, url, params=params, data=data, headers=extra_headers
         ) as resp:
