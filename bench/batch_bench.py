@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import corpus  # noqa: E402
-from wayback_emulator import WaybackEmulator  # noqa: E402
+from snapcache import Fetcher  # noqa: E402
+from snapcache.config import config_from_mapping  # noqa: E402
+from snapcache.transport import RateLimiter  # noqa: E402
 
-from fetcher import Fetcher  # noqa: E402
-from fetcher.config import config_from_mapping  # noqa: E402
-from fetcher.transport import RateLimiter  # noqa: E402
+from tests.wayback_emulator import WaybackEmulator  # noqa: E402
 
 REAL_CDX, REAL_PLAYBACK = 30, 600
 POLITE = 0.8

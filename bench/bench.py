@@ -35,15 +35,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(HERE))
 
 import corpus  # noqa: E402
 import peers  # noqa: E402
-from wayback_emulator import WaybackEmulator, url_key  # noqa: E402
+from snapcache import Fetcher  # noqa: E402
+from snapcache.config import Config, config_from_mapping  # noqa: E402
 
-from fetcher import Fetcher  # noqa: E402
-from fetcher.config import Config, config_from_mapping  # noqa: E402
+from tests.wayback_emulator import WaybackEmulator, url_key  # noqa: E402
 
 # The Internet Archive's limits per minute per IP, and the 80% everyone is asked to use.
 REAL_CDX, REAL_PLAYBACK = 30, 600
@@ -320,8 +319,8 @@ def run_warm(args: argparse.Namespace, results: dict[str, Any], tmp: Path) -> No
                 run_note = f"Fetcher.run failed: {type(exc).__name__}: {exc}"[:150]
 
         # overhead: one Fetcher.fetch of a cached record vs the cache read beneath it
-        from cache import SnapshotCache
-        from fetcher.ids import resource_id
+        from snapcache.cache import SnapshotCache
+        from snapcache.ids import resource_id
 
         sample = urls[: args.overhead_n]
         with Fetcher(cfg) as f:

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-from docgen import html_page, make_pdf  # noqa: E402
+from tests.docgen import html_page, make_pdf  # noqa: E402
 
 #: Default mix of the cold corpus (320 URLs). Chosen before measuring, not tuned.
 DEFAULT_MIX: dict[str, int] = {

@@ -121,14 +121,14 @@ def big_html(path: Path, target_bytes: int = 30_000_000) -> int:
 
 
 def _extract_one(item: tuple[bytes, str]) -> int:
-    from fetcher.extract import extract
+    from snapcache.extract import extract
 
     body, ctype = item
     return len(extract(body, ctype).preview)
 
 
 def _warm(_: int) -> int:
-    import fetcher.extract  # noqa: F401 - imports paid before timing
+    import snapcache.extract  # noqa: F401 - imports paid before timing
 
     return 0
 
@@ -169,7 +169,7 @@ def _peak_rss_kib() -> int:
 
 
 def _rss_child(kind: str, path: str) -> None:
-    from fetcher.extract import extract
+    from snapcache.extract import extract
 
     ctype = "application/pdf" if kind == "pdf" else "text/html"
     before = _peak_rss_kib()
@@ -187,8 +187,7 @@ def _rss_child(kind: str, path: str) -> None:
 
 def run(workdir: Path, *, n_html: int = 200, n_pdf: int = 40, log: Any = print) -> dict[str, Any]:
     from corpus import html_doc, pdf_doc
-
-    from fetcher.extract import extract
+    from snapcache.extract import extract
 
     rng = random.Random(3)
     log("  generating documents ...")

@@ -3,15 +3,15 @@
 This package knows nothing of the archive or HTTP; ``fetcher`` uses it, never the reverse.
 """
 
-from cache.disk import SafeDisk
-from cache.errors import (
+from .disk import SafeDisk
+from .errors import (
     CacheError,
     NotFoundError,
     SnapcacheError,
     StableIdConflictError,
     UnsafeCacheEntryError,
 )
-from cache.policy import (
+from .policy import (
     ATTEMPT_FIELDS,
     CAPTURE_FIELDS,
     IDENTITY_FIELDS,
@@ -24,8 +24,8 @@ from cache.policy import (
     to_iso,
     utc_now_iso,
 )
-from cache.records import FIELD_ORDER, SCHEMA_VERSION, Record, RecordFormatError, Status
-from cache.store import SnapshotCache
+from .records import FIELD_ORDER, SCHEMA_VERSION, Record, RecordFormatError, Status
+from .store import SnapshotCache
 
 __all__ = [
     "ATTEMPT_FIELDS",

@@ -17,7 +17,7 @@ from typing import Any
 from diskcache import Disk
 from diskcache.core import MODE_BINARY, MODE_PICKLE, MODE_RAW, MODE_TEXT, UNKNOWN
 
-from cache.errors import CacheError, UnsafeCacheEntryError
+from .errors import CacheError, UnsafeCacheEntryError
 
 __all__ = ["CacheError", "SafeDisk", "UnsafeCacheEntryError"]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from cache.records import FINAL_STATUSES, SCHEMA_VERSION, STATUSES, Record, Status
+from .records import FINAL_STATUSES, SCHEMA_VERSION, STATUSES, Record, Status
 
 __all__ = [
     "ATTEMPT_FIELDS",

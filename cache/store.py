@@ -35,10 +35,10 @@ from typing import Any, Final
 
 import diskcache
 
-from cache.disk import SafeDisk
-from cache.errors import CacheError, NotFoundError, StableIdConflictError
-from cache.policy import merge, utc_now_iso
-from cache.records import SCHEMA_VERSION, Record, RecordFormatError
+from .disk import SafeDisk
+from .errors import CacheError, NotFoundError, StableIdConflictError
+from .policy import merge, utc_now_iso
+from .records import SCHEMA_VERSION, Record, RecordFormatError
 
 __all__ = ["DEFAULT_HISTORY_LIMIT", "DEFAULT_TIMEOUT", "SnapshotCache"]
 

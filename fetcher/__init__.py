@@ -3,10 +3,10 @@ extract a preview and store a durable record.
 
 Public surface::
 
-    from fetcher import Fetcher, AsyncFetcher, Config, load_config, SnapcacheError
+    from snapcache import Fetcher, AsyncFetcher, Config, load_config, SnapcacheError
 """
 
-from cache.records import Record
+from snapcache.cache.records import Record
 
 from .config import Config, load_config
 from .engine import AsyncFetcher, Fetcher

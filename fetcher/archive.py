@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
-from cache.records import Status
+from snapcache.cache.records import Status
 
 from .capture import (
     CDX_FIELDS,
@@ -351,7 +351,7 @@ class ArchiveChain:
         for archive in self.archives:
             try:
                 result = await archive.resolve(url, at)
-            except (TransientError, ArchiveError, DisallowedHostError) as exc:
+            except (DeferredError, TransientError, ArchiveError, DisallowedHostError) as exc:
                 failures.append((archive.name, exc))
                 continue
             result.archive = archive.name

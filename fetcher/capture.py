@@ -38,7 +38,7 @@ from enum import Enum
 from typing import Final
 from urllib.parse import urljoin, urlsplit
 
-from cache.records import Status
+from snapcache.cache.records import Status
 
 # Statuses the archive itself answers with when it is struggling (EDGI retries these).
 _TRANSIENT_STATUSES: Final = frozenset({408, 413, 421, 425, 500, 502, 503, 504, 507, 509, 520,

@@ -12,8 +12,7 @@ from datetime import UTC, datetime
 from typing import Final, NoReturn
 
 import click
-
-from cache.records import FINAL_STATUSES, Record
+from snapcache.cache.records import FINAL_STATUSES, Record
 
 from .config import Config, load_config
 from .engine import Fetcher

@@ -16,18 +16,8 @@ from types import FrameType
 from typing import IO, Any
 
 import click
+from snapcache.cache.records import FIELD_ORDER, STATUSES, Record
 
-from cache.records import FIELD_ORDER, STATUSES, Record
-
-from .batch import (
-    EXIT_DEFERRED,
-    RunControl,
-    RunEvent,
-    RunLock,
-    RunLockedError,
-    RunSummary,
-    SaveOptions,
-)
 from .cli import (
     EXIT_SOME_FAILED,
     _clean,
@@ -40,6 +30,15 @@ from .cli import (
 )
 from .engine import Fetcher
 from .errors import ConfigError
+from .runner import (
+    EXIT_DEFERRED,
+    RunControl,
+    RunEvent,
+    RunLock,
+    RunLockedError,
+    RunSummary,
+    SaveOptions,
+)
 from .sources import FORMATS
 
 STATUS_CHOICE = click.Choice(list(STATUSES))

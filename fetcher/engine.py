@@ -19,11 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, Unpack
 
-from cache import SnapshotCache, TTLs, freshness
-from cache.records import Record, Status
+from snapcache.cache import SnapshotCache, TTLs, freshness
+from snapcache.cache.records import Record, Status
 
 from .archive import ArchiveChain, Resolution, WaybackArchive
-from .batch import RunOptions, RunSummary, Sources, run_sources
 from .config import Config, load_config
 from .errors import (
     ArchiveError,
@@ -34,6 +33,7 @@ from .errors import (
 )
 from .extract import Extraction, ExtractLimits, extract
 from .ids import Target, mint_stable_id, normalize_timestamp, parse_target, resource_id
+from .runner import RunOptions, RunSummary, Sources, run_sources
 from .save import Saver, SaveStats
 from .transport import Response, Transport
 
@@ -339,7 +339,7 @@ class AsyncFetcher:
     async def run(self, sources: Sources, **options: Unpack[RunOptions]) -> RunSummary:
         """Run over a source list (a path, a binary file, or an iterable of lines): fetch
         only what is missing or stale, with bounded concurrency under the shared rate
-        limits. See :mod:`fetcher.batch` for the options (``force``, ``on_result``,
+        limits. See :mod:`fetcher.runner` for the options (``force``, ``on_result``,
         ``dry_run``, ``save`` …). The caller may hold a :class:`RunLock`."""
         return await run_sources(self, sources, **options)
 

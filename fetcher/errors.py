@@ -1,13 +1,30 @@
 """The exceptions snapcache raises to its callers.
 
-One root, :class:`SnapcacheError`, lives in the ``cache`` package (the bottom of the
-dependency graph) so that cache errors share it; it is re-exported here. Each subclass says
-when it is raised and what the caller should do.
+Everything that leaves the library on purpose is a :class:`SnapcacheError`::
+
+    SnapcacheError                      (snapcache.cache.errors: the root)
+    ├── CacheError                      the store cannot be used  (snapcache.cache.errors)
+    │   ├── UnsafeCacheEntryError       a planted row that would need unpickling
+    │   ├── StableIdConflictError       a stable ID would change or be shared
+    │   └── NotFoundError (KeyError)    no such URL, resource or stable ID
+    ├── ConfigError                     fix the configuration; retrying will not help
+    ├── InputError (ValueError)         an unusable URL or timestamp: skip it
+    ├── ArchiveError                    an answer that is not a result: recorded, retried later
+    │   └── TransientError              may pass: retried with backoff, then recorded
+    │       └── RateLimitedError        the archive's own 429: the pool pauses for everyone
+    ├── DeferredError                   not now: a pause longer than max_wait; nothing stored
+    ├── DisallowedHostError             a request or redirect would leave the archive hosts
+    └── UsageError (RuntimeError)       the library was used wrongly
+        ├── FetcherClosedError          used after close()
+        └── WrongEventLoopError         an AsyncFetcher used from a second event loop
+
+The root lives in the store package (the bottom of the dependency graph) so that store errors
+share it; it is re-exported here. Each class says when it is raised and what to do.
 """
 
 from __future__ import annotations
 
-from cache.errors import CacheError, SnapcacheError
+from snapcache.cache.errors import CacheError, SnapcacheError
 
 __all__ = [
     "ArchiveError",
@@ -15,10 +32,13 @@ __all__ = [
     "ConfigError",
     "DeferredError",
     "DisallowedHostError",
+    "FetcherClosedError",
     "InputError",
     "RateLimitedError",
     "SnapcacheError",
     "TransientError",
+    "UsageError",
+    "WrongEventLoopError",
 ]
 
 
@@ -52,11 +72,27 @@ class RateLimitedError(TransientError):
     everyone sharing the rate-limit state; requests resume after the pause."""
 
 
-class DeferredError(TransientError):
-    """The archive has paused a pool (after a 429, or a run's circuit breaker tripped) for
-    longer than ``rates.max_wait``. Nothing was stored for the URL: it is left as it was,
-    for a later run."""
+class DeferredError(SnapcacheError):
+    """Not now: the archive has paused a pool (after a 429 or a firewall block, or a run's
+    circuit breaker tripped) for longer than ``rates.max_wait``. Nothing was stored for the
+    URL: it is left as it was, for a later run. Unlike :class:`TransientError` it is never
+    retried at once (that would only meet the same pause)."""
 
 
 class DisallowedHostError(SnapcacheError):
     """A request or redirect would leave the configured archive hosts. Not followed."""
+
+
+class UsageError(SnapcacheError, RuntimeError):
+    """The library was called in a way it cannot serve. A bug in the caller: fix the call."""
+
+
+class FetcherClosedError(UsageError):
+    """A :class:`~snapcache.Fetcher` or :class:`~snapcache.AsyncFetcher` was used after
+    ``close()``. Make a new one."""
+
+
+class WrongEventLoopError(UsageError):
+    """An :class:`~snapcache.AsyncFetcher` was used from an event loop other than the one it
+    first ran on (its HTTP connections belong to that loop). Make one per loop, or use the
+    synchronous :class:`~snapcache.Fetcher`, which owns its loop."""

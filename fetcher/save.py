@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from cache.records import Record
+from snapcache.cache.records import Record
 
 from .errors import ConfigError, DeferredError, RateLimitedError, SnapcacheError, TransientError
 from .transport import FULL
@@ -298,7 +298,7 @@ class Saver:
         self.stats.polled += 1
         try:
             status, body = await self._call(f"{self.base}/save/status/{job}", "save_status")
-        except TransientError:
+        except (TransientError, DeferredError):
             return record  # the job is still on the archive's side; ask again later
         answer = interpret_status(status, body)
         if answer.kind == "success":

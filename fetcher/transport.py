@@ -25,7 +25,6 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    retry_if_not_exception_type,
     stop_after_attempt,
     stop_after_delay,
     wait_exponential_jitter,
@@ -537,9 +536,8 @@ class Transport:
         retryer = AsyncRetrying(
             stop=stop_after_attempt(r.max_attempts) | stop_after_delay(r.max_total_seconds),
             wait=wait,
-            # A deferral means "not now": retrying it at once would only defer again.
-            retry=retry_if_exception_type(TransientError)
-            & retry_if_not_exception_type(DeferredError),
+            # A DeferredError ("not now") is not a TransientError, so it is never retried.
+            retry=retry_if_exception_type(TransientError),
             before_sleep=count,
             reraise=True,
         )

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 DATA = Path(__file__).parent / "data"
 
@@ -17,7 +14,7 @@ DATA = Path(__file__).parent / "data"
 @pytest.fixture
 def emulator() -> Iterator[Any]:
     """A fresh loopback Wayback emulator (real recordings loaded) for one test."""
-    from wayback_emulator import WaybackEmulator
+    from tests.wayback_emulator import WaybackEmulator
 
     with WaybackEmulator() as emu:
         yield emu
@@ -25,7 +22,7 @@ def emulator() -> Iterator[Any]:
 
 def emulator_config(tmp_path: Path, base_url: str, **sections: dict[str, Any]) -> Any:
     """A Config pointing at a loopback archive, with fast retries and a private cache."""
-    from fetcher.config import config_from_mapping
+    from snapcache.config import config_from_mapping
 
     doc: dict[str, dict[str, Any]] = {
         "archive": {
@@ -53,7 +50,7 @@ def config(tmp_path: Path, emulator: Any) -> Any:
 
 @pytest.fixture
 def fetcher(config: Any) -> Iterator[Any]:
-    from fetcher import Fetcher
+    from snapcache import Fetcher
 
     with Fetcher(config) as f:
         yield f

@@ -171,6 +171,6 @@ def slow_pdf(pages: int = 200, ops_per_page: int = 20_000) -> bytes:
             f" /Resources << /Font << /F1 {font} 0 R >> >> >>".encode()
         )
     objs.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    from wayback_emulator import pdf_from_objects
+    from tests.wayback_emulator import pdf_from_objects
 
     return pdf_from_objects(objs)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from wayback_emulator import EmulatorResponse, WaybackEmulator
+from tests.wayback_emulator import EmulatorResponse, WaybackEmulator
 
 
 @dataclass

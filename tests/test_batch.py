@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conftest import emulator_config
-from docgen import html_page, make_pdf
-from test_cli import snapcache_exe, write_config
+from snapcache import Fetcher
+from snapcache.runner import RunEvent
 
-from fetcher import Fetcher
-from fetcher.batch import RunEvent
+from tests.conftest import emulator_config
+from tests.docgen import html_page, make_pdf
+from tests.test_cli import snapcache_exe, write_config
 
 #: The archive's real limits scaled by K so a run takes seconds, not minutes.
 K = 40
@@ -260,7 +260,7 @@ def test_a_second_run_on_the_same_cache_exits_75_while_fetch_still_works(
 
 
 def _snapshot(store: Path) -> dict[str, tuple[Any, ...]]:
-    from cache import SnapshotCache
+    from snapcache.cache import SnapshotCache
 
     with SnapshotCache(store) as cache:
         return {r.url: (r.status, r.capture_timestamp, r.archived_status, r.preview,
@@ -287,7 +287,7 @@ def test_sigterm_mid_run_keeps_what_was_fetched_and_a_rerun_completes_it(
     assert "interrupted by SIGTERM" in out
     before = _snapshot(interrupted / "store")
     assert 0 < len(before) < 40
-    from cache import SnapshotCache
+    from snapcache.cache import SnapshotCache
 
     with SnapshotCache(interrupted / "store") as cache:
         attempts_before = {r.url: r.attempts for r in cache.records()}

@@ -9,9 +9,17 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from cache import FIELD_ORDER, Record, Status, TTLs, freshness, merge, parse_iso, utc_now_iso
-from cache.policy import (
+from snapcache.cache import (
+    FIELD_ORDER,
+    Record,
+    Status,
+    TTLs,
+    freshness,
+    merge,
+    parse_iso,
+    utc_now_iso,
+)
+from snapcache.cache.policy import (
     ATTEMPT_FIELDS,
     CAPTURE_FIELDS,
     IDENTITY_FIELDS,
@@ -20,7 +28,7 @@ from cache.policy import (
     MergeResult,
     to_iso,
 )
-from cache.records import STATUSES
+from snapcache.cache.records import STATUSES
 
 RID = "100680ad546ce6a5"
 URL = "https://example.com"

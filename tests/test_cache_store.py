@@ -17,8 +17,7 @@ from typing import Any
 import diskcache
 import pytest
 from diskcache.core import MODE_PICKLE, MODE_TEXT
-
-from cache import (
+from snapcache.cache import (
     SCHEMA_VERSION,
     CacheError,
     NotFoundError,

@@ -12,8 +12,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-
-from fetcher.capture import (
+from snapcache.capture import (
     CdxRow,
     Earlier,
     Hop,

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from docgen import NTIA_SENTENCE, NTIA_TS, NTIA_URL, html_page, ntia_pdf
+from snapcache.cli import human_size, human_timestamp
 
-from fetcher.cli import human_size, human_timestamp
+from tests.docgen import NTIA_SENTENCE, NTIA_TS, NTIA_URL, html_page, ntia_pdf
 
 REQUIRED_JSON_FIELDS = {
     "resource_id", "stable_id", "url", "status", "archived_status", "capture_timestamp",

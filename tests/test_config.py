@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from fetcher.config import Config, config_from_mapping, load_config
-from fetcher.errors import ConfigError
+from snapcache.config import Config, config_from_mapping, load_config
+from snapcache.errors import ConfigError
 
 ROOT = Path(__file__).parent.parent
 

@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from docgen import html_page
-from test_batch import build_corpus
-from test_cli import snapcache_exe, write_config
+from snapcache.cache import SnapshotCache
+from snapcache.cache.records import SCHEMA_VERSION, Record
 
-from cache import SnapshotCache
-from cache.records import SCHEMA_VERSION, Record
+from tests.docgen import html_page
+from tests.test_batch import build_corpus
+from tests.test_cli import snapcache_exe, write_config
 
 #: SIGKILLs delivered to a live ``snapcache run`` (the README's figure).
 KILL_POINTS = 20
@@ -134,7 +134,7 @@ def test_sigkill_at_twenty_random_moments_loses_nothing_and_a_rerun_completes(
 
 _LIBRARY_RUN = """
 import json, sys
-from fetcher import Fetcher, load_config
+from snapcache import Fetcher, load_config
 with Fetcher(load_config(sys.argv[1])) as f:
     summary = f.run(sys.argv[2], force=True)
 print(json.dumps(summary.to_json_dict()))
@@ -143,8 +143,8 @@ print(json.dumps(summary.to_json_dict()))
 
 _READER = """
 import json, pathlib, sys, time
-from cache import SnapshotCache
-from cache.records import Record
+from snapcache.cache import SnapshotCache
+from snapcache.cache.records import Record
 store, done, shared = sys.argv[1], pathlib.Path(sys.argv[2]), set(sys.argv[3:])
 reads, problems = 0, []
 deadline = time.monotonic() + 150

@@ -15,10 +15,8 @@ import httpx
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import wayback_emulator
-from wayback_emulator import WaybackEmulator, add_demo_captures, parse_cdx_lines, url_key
+from tests import wayback_emulator
+from tests.wayback_emulator import WaybackEmulator, add_demo_captures, parse_cdx_lines, url_key
 
 DATA = Path(__file__).parent / "data" / "recordings"
 EDGI = DATA / "wayback" / "src" / "wayback" / "tests"

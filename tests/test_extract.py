@@ -13,8 +13,7 @@ from fpdf import FPDF
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-
-from fetcher.extract import (
+from snapcache.extract import (
     Extraction,
     ExtractLimits,
     decode_html,

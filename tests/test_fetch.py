@@ -11,9 +11,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from docgen import NTIA_SENTENCE, NTIA_TS, NTIA_URL, html_page, ntia_pdf
+from snapcache import Fetcher, InputError
 
-from fetcher import Fetcher, InputError
+from tests.docgen import NTIA_SENTENCE, NTIA_TS, NTIA_URL, html_page, ntia_pdf
 
 PDF = "application/pdf"
 
@@ -163,7 +163,7 @@ def test_never_archived_gives_not_archived(emulator: Any, fetcher: Fetcher) -> N
 
 
 def test_confirm_not_archived_off_saves_the_cdx_query(emulator: Any, tmp_path: Any) -> None:
-    from conftest import emulator_config
+    from tests.conftest import emulator_config
 
     config = emulator_config(tmp_path, emulator.base_url,
                              archive={"confirm_not_archived": False})
@@ -313,7 +313,7 @@ def test_gzip_double_encoding_quirk_is_avoided_by_asking_for_identity(
 
 
 def test_body_over_the_size_cap_is_cut_and_flagged(emulator: Any, tmp_path: Any) -> None:
-    from conftest import emulator_config
+    from tests.conftest import emulator_config
 
     config = emulator_config(tmp_path, emulator.base_url, archive={"max_body_bytes": 10_000})
     url = "https://example.org/big"
@@ -396,7 +396,7 @@ def test_at_uses_a_closest_sorted_cdx_query(emulator: Any, fetcher: Fetcher) -> 
 def test_an_extraction_failure_keeps_the_capture_and_notes_why(
     emulator: Any, fetcher: Fetcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fetcher.engine as engine
+    import snapcache.engine as engine
 
     def broken(*args: object, **kwargs: object) -> None:
         raise MemoryError("simulated library failure")
@@ -412,7 +412,7 @@ def test_the_readme_library_example_runs(emulator: Any, tmp_path: Any) -> None:
     import re
     from pathlib import Path
 
-    from wayback_emulator import add_demo_captures
+    from tests.wayback_emulator import add_demo_captures
 
     add_demo_captures(emulator)
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")

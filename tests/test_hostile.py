@@ -21,8 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import emulator_config
-from docgen import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from snapcache import Fetcher
+from snapcache.cache import SnapshotCache
+from snapcache.config import Config, load_config
+from snapcache.errors import ConfigError
+
+from tests.conftest import emulator_config
+from tests.docgen import (
     deep_html,
     encrypted_pdf,
     gzip_bomb,
@@ -33,14 +40,7 @@ from docgen import (
     single_line_html,
     slow_pdf,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from test_cli import snapcache_exe, write_config
-
-from cache import SnapshotCache
-from fetcher import Fetcher
-from fetcher.config import Config, load_config
-from fetcher.errors import ConfigError
+from tests.test_cli import snapcache_exe, write_config
 
 TS = "20220101000000"
 CAP = 20_000_000  # archive.max_body_bytes in these tests
@@ -172,7 +172,7 @@ def test_each_hostile_document_is_fetched_end_to_end_within_bounds(
 
 
 def test_the_large_pdf_takes_the_temp_file_path(tmp_path: Path, emulator: Any) -> None:
-    from fetcher.transport import SPILL_BYTES
+    from snapcache.transport import SPILL_BYTES
 
     body = large_pdf(SPILL_BYTES + 500_000)
     emulator.add_capture("https://big.example/r.pdf", TS, body=body,
@@ -358,7 +358,7 @@ _TOKENS = [
 
 @pytest.fixture(scope="module")
 def cli_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from wayback_emulator import WaybackEmulator
+    from tests.wayback_emulator import WaybackEmulator
 
     tmp = tmp_path_factory.mktemp("cli-fuzz")
     with WaybackEmulator(load_recordings=False) as emu:
@@ -383,8 +383,7 @@ def test_any_cli_arguments_give_a_clear_error_never_a_traceback_nor_a_lost_recor
     cli_cache: Any, argv: list[str]
 ) -> None:
     from click.testing import CliRunner
-
-    from fetcher.cli import cli
+    from snapcache.cli import cli
 
     cfg, store, _emu = cli_cache
     before = _records(store)

@@ -7,9 +7,8 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from fetcher.errors import InputError
-from fetcher.ids import (
+from snapcache.errors import InputError
+from snapcache.ids import (
     check_url,
     is_resource_id,
     is_stable_id,

@@ -16,13 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import emulator_config
-from docgen import NTIA_SENTENCE, NTIA_TS, NTIA_URL, html_page, ntia_pdf
-from pywb_server import Capture, PywbServer
-from test_cli import run, write_config
-
-from fetcher import ConfigError, Fetcher
-from fetcher.capture import (
+from snapcache import ConfigError, Fetcher
+from snapcache.capture import (
     HopKind,
     best_outcome,
     choose_captures,
@@ -30,8 +25,13 @@ from fetcher.capture import (
     parse_pywb_cdx,
     pywb_redirect_replay,
 )
-from fetcher.config import UNLIMITED, config_from_mapping
-from fetcher.transport import per_host_budgets
+from snapcache.config import UNLIMITED, config_from_mapping
+from snapcache.transport import per_host_budgets
+
+from tests.conftest import emulator_config
+from tests.docgen import NTIA_SENTENCE, NTIA_TS, NTIA_URL, html_page, ntia_pdf
+from tests.pywb_server import Capture, PywbServer
+from tests.test_cli import run, write_config
 
 COLL = "snapcache-test"
 NAME = "pywb-local"
@@ -267,7 +267,7 @@ def test_a_pywb_archive_that_is_down_falls_through_to_the_next(
     tmp_path: Path, emulator: Any, pywb: PywbServer
 ) -> None:
     """Order reversed: a pywb primary that refuses connections, then the IA emulator."""
-    from pywb_server import free_port
+    from tests.pywb_server import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"
     doc = {

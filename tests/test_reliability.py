@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import emulator_config
-from docgen import html_page, make_pdf
-from test_cli import snapcache_exe, write_config
+from snapcache import Fetcher
+from snapcache.transport import FIREWALL_PAUSE_FACTOR
 
-from fetcher import Fetcher
-from fetcher.transport import FIREWALL_PAUSE_FACTOR
+from tests.conftest import emulator_config
+from tests.docgen import html_page, make_pdf
+from tests.test_cli import snapcache_exe, write_config
 
 FINAL = {"ok", "not_archived", "archived_error", "blocked"}
 #: Good pages every scenario fetches besides its own URLs.
@@ -230,7 +230,7 @@ def _fast_config(tmp_path: Path, emu: Any, extra: dict[str, dict[str, Any]]) -> 
 def test_under_each_fault_every_url_ends_final_or_with_a_recorded_error(
     tmp_path: Path, scenario: Scenario
 ) -> None:
-    from wayback_emulator import WaybackEmulator
+    from tests.wayback_emulator import WaybackEmulator
 
     with WaybackEmulator(load_recordings=False, seed=20261129) as emu:
         expect = _plain(emu)
@@ -293,7 +293,7 @@ def test_snapcache_at_scaled_defaults_never_ignores_429s_long_enough_to_be_firew
     (scaled) minute of 429s. Its playback budget (150 per scaled minute) is far below
     snapcache's configured rate (480), so 429s do come; snapcache pauses the pool for
     everyone at the first one, and the firewall condition never triggers."""
-    from wayback_emulator import WaybackEmulator
+    from tests.wayback_emulator import WaybackEmulator
 
     minute = 60.0 / K
     with WaybackEmulator(load_recordings=False, playback_per_minute=150, cdx_per_minute=30,
@@ -328,7 +328,7 @@ def test_no_connection_right_after_a_429_is_a_firewall_block_and_pauses_much_lon
     """Pitfall 1: connections refused or reset right after 429s mean the IP was blocked at
     the firewall. snapcache pauses every pool of that host for pause_on_429 * 10 and defers,
     instead of knocking again within seconds."""
-    from wayback_emulator import WaybackEmulator
+    from tests.wayback_emulator import WaybackEmulator
 
     with WaybackEmulator(load_recordings=False, playback_per_minute=0, window_seconds=60,
                          firewall_after_seconds=0.1, firewall_seconds=60.0) as emu:
@@ -418,7 +418,7 @@ def test_a_full_outage_stops_the_cli_run_after_a_bounded_number_of_failures(
     attempts = emulator.counts["playback"] + emulator.count_dropped
     assert attempts <= failed * 2  # max_attempts = 2 in write_config
     assert elapsed < 30
-    from cache import SnapshotCache
+    from snapcache.cache import SnapshotCache
 
     with SnapshotCache(tmp_path / "store") as cache:
         for url, was in before.items():
@@ -434,7 +434,7 @@ def test_a_full_outage_stops_the_cli_run_after_a_bounded_number_of_failures(
 def _take_tokens(path: str, rate: float, n: int, out: Any) -> None:
     import asyncio
 
-    from fetcher.transport import RateLimiter
+    from snapcache.transport import RateLimiter
 
     limiter = RateLimiter(Path(path), {"playback": rate})
 
@@ -457,7 +457,7 @@ def test_four_processes_of_three_tasks_never_get_more_than_burst_plus_rate(
     interval twice: 4 processes took 80% more than the budget in any 5 s."""
     import multiprocessing
 
-    from fetcher.transport import RateLimiter
+    from snapcache.transport import RateLimiter
 
     rate = 3000.0  # 50 per second, burst 50
     path = str(tmp_path / "rl.sqlite")
@@ -487,7 +487,7 @@ def test_a_store_that_fails_mid_run_ends_the_run_with_errors_not_a_hang_or_an_ex
     another writer raises CacheError): the worker must not die and leave the run waiting."""
     import threading
 
-    from cache.errors import CacheError
+    from snapcache.cache.errors import CacheError
 
     urls = [f"https://store{i}.example/" for i in range(12)]
     for url in urls:
@@ -521,8 +521,8 @@ def test_a_store_that_fails_mid_run_ends_the_run_with_errors_not_a_hang_or_an_ex
 
 
 def test_the_readme_reliability_figures_are_the_ones_these_tests_assert() -> None:
-    from test_crash import KILL_POINTS
-    from test_hostile import (
+    from tests.test_crash import KILL_POINTS
+    from tests.test_hostile import (
         CLI_EXAMPLES,
         CONFIG_KEY_EXAMPLES,
         CONFIG_TEXT_EXAMPLES,

@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import emulator_config
-from docgen import html_page
-from spn2 import SaveEmulator
-from test_cli import snapcache_exe, write_config
+from snapcache import ConfigError, Fetcher
+from snapcache.cache.records import Record
+from snapcache.runner import SaveOptions
+from snapcache.save import interpret_status, interpret_submit, needs_poll, needs_save
 
-from cache.records import Record
-from fetcher import ConfigError, Fetcher
-from fetcher.batch import SaveOptions
-from fetcher.save import interpret_status, interpret_submit, needs_poll, needs_save
+from tests.conftest import emulator_config
+from tests.docgen import html_page
+from tests.spn2 import SaveEmulator
+from tests.test_cli import snapcache_exe, write_config
 
 URL = "https://lost.example/page"
 ACCESS, SECRET = "ACCESS123", "SECRET456"
@@ -295,6 +295,6 @@ def test_save_keys_never_reach_records_exports_logs_or_the_cache_files(
         for path in (tmp_path / "store").rglob("*"):
             if path.is_file():
                 assert secret.encode() not in path.read_bytes(), path
-    from fetcher.config import load_config
+    from snapcache.config import load_config
 
     assert SECRET not in repr(load_config(cfg))

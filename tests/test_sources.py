@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from fetcher.sources import SourceEntry, SourceError, detect_format, parse_sources
+from snapcache.sources import SourceEntry, SourceError, detect_format, parse_sources
 
 CORPUS = Path(__file__).parent.parent / "examples" / "wiki-resources.tsv"
 

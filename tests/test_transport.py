@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import emulator_config
-from docgen import html_page
+from snapcache import Fetcher
+from snapcache.errors import DeferredError, DisallowedHostError, RateLimitedError, TransientError
+from snapcache.transport import RateLimiter, Transport
 
-from fetcher import Fetcher
-from fetcher.errors import DeferredError, DisallowedHostError, RateLimitedError, TransientError
-from fetcher.transport import RateLimiter, Transport
+from tests.conftest import emulator_config
+from tests.docgen import html_page
 
 
 class RawServer:

@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final, Literal, TypedDict
 
-from cache.errors import StableIdConflictError
-from cache.records import Record
+from snapcache.cache.errors import StableIdConflictError
+from snapcache.cache.records import Record
 
 from .errors import DeferredError, InputError, SnapcacheError
 from .save import Saver, needs_poll, needs_save
@@ -37,6 +37,8 @@ EXIT_SIGTERM: Final = 143
 
 #: How long in-flight URLs may finish after a stop request before they are abandoned.
 STOP_GRACE_SECONDS: Final = 5.0
+
+Verdict = Literal["ok", "failed", "deferred", "SIGINT", "SIGTERM"]
 
 EventKind = Literal["fetched", "fresh", "would_fetch", "invalid", "duplicate", "deferred"]
 
@@ -75,17 +77,25 @@ class RunSummary:
     save_stopped: str | None = None
 
     @property
+    def verdict(self) -> Verdict:
+        """How the run ended, worst first: interrupted by a signal ("SIGINT", "SIGTERM"),
+        "deferred" (some URLs left for a later run), "failed" (errors or invalid lines),
+        else "ok". The CLI turns this into its exit code."""
+        if self.interrupted == "SIGTERM":
+            return "SIGTERM"
+        if self.interrupted is not None:
+            return "SIGINT"
+        if self.deferred:
+            return "deferred"
+        if self.invalid or self.outcomes.get("error", 0):
+            return "failed"
+        return "ok"
+
+    @property
     def exit_code(self) -> int:
         """0 all final; 1 errors or invalid lines; 75 deferred; 130/143 interrupted."""
-        if self.interrupted == "SIGTERM":
-            return EXIT_SIGTERM
-        if self.interrupted is not None:
-            return EXIT_SIGINT
-        if self.deferred:
-            return EXIT_DEFERRED
-        if self.invalid or self.outcomes.get("error", 0):
-            return EXIT_SOME_FAILED
-        return EXIT_OK
+        return {"ok": EXIT_OK, "failed": EXIT_SOME_FAILED, "deferred": EXIT_DEFERRED,
+                "SIGINT": EXIT_SIGINT, "SIGTERM": EXIT_SIGTERM}[self.verdict]
 
     def to_json_dict(self) -> dict[str, Any]:
         """The summary as one JSON-ready object."""
