@@ -14,10 +14,10 @@ from typing import Final, NoReturn
 import click
 from snapcache.cache.records import FINAL_STATUSES, Record
 
-from .config import Config, load_config
-from .engine import Fetcher
-from .errors import ConfigError, DeferredError, InputError, SnapcacheError
-from .extract import sanitize_text
+from ..config import Config, load_config
+from ..engine import Fetcher
+from ..errors import ConfigError, DeferredError, InputError, SnapcacheError
+from ..extract import sanitize_text
 
 EXIT_OK: Final = 0
 EXIT_SOME_FAILED: Final = 1
@@ -239,7 +239,7 @@ def move(ctx: click.Context, old_url: str, new_url: str, as_json: bool) -> None:
         fetcher.close()
 
 
-from . import cli_batch  # noqa: E402,F401 - registers the batch commands on `cli`
+from . import batch  # noqa: E402,F401 - registers the batch commands on `cli`
 
 
 def main() -> None:

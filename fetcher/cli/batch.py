@@ -18,7 +18,19 @@ from typing import IO, Any
 import click
 from snapcache.cache.records import FIELD_ORDER, STATUSES, Record
 
-from .cli import (
+from ..engine import Fetcher
+from ..errors import ConfigError
+from ..runner import (
+    EXIT_DEFERRED,
+    RunControl,
+    RunEvent,
+    RunLock,
+    RunLockedError,
+    RunSummary,
+    SaveOptions,
+)
+from ..sources import FORMATS
+from . import (
     EXIT_SOME_FAILED,
     _clean,
     _die,
@@ -28,18 +40,6 @@ from .cli import (
     human_size,
     render_card,
 )
-from .engine import Fetcher
-from .errors import ConfigError
-from .runner import (
-    EXIT_DEFERRED,
-    RunControl,
-    RunEvent,
-    RunLock,
-    RunLockedError,
-    RunSummary,
-    SaveOptions,
-)
-from .sources import FORMATS
 
 STATUS_CHOICE = click.Choice(list(STATUSES))
 
