@@ -85,7 +85,7 @@ def test_a_run_of_300_urls_reaches_every_right_outcome_then_costs_nothing(
     events: list[RunEvent] = []
     with Fetcher(config) as f:
         summary = f.run(source, on_result=events.append)
-        assert summary.exit_code == 0, summary.to_json_dict()
+        assert summary.verdict == "ok", summary.to_json_dict()
         assert summary.seen == 345 and summary.duplicates == 25 and summary.new == 320
         for expected in corpus:
             record = f.lookup(expected.url)
@@ -121,7 +121,7 @@ def test_stable_ids_from_the_list_are_bound_and_conflicts_name_the_line(
         source.write_text("url,stable_id\nhttps://a.example/,sid_BBBBBBBBBB\n")
         summary = f.run(source, on_result=events.append, force=True)
         assert f.lookup("https://a.example/").stable_id == "sid_AAAAAAAAAA"  # type: ignore[union-attr]
-    assert summary.invalid == 1 and summary.exit_code == 1
+    assert summary.invalid == 1 and summary.verdict == "failed"
     bad = [e for e in events if e.kind == "invalid"]
     assert bad[0].line == 2 and "conflicts" in bad[0].reason
 
@@ -153,7 +153,7 @@ def test_an_outage_trips_the_circuit_breaker_and_defers_the_rest(
         summary = f.run([f"https://x.example/{i}" for i in range(30)])
     assert summary.outcomes["error"] == 3
     assert summary.deferred == 27
-    assert summary.exit_code == 75
+    assert summary.verdict == "deferred"
     assert emulator.counts["playback"] == 3 * 2
 
 
@@ -169,7 +169,7 @@ def test_a_pause_longer_than_max_wait_defers_and_leaves_records_as_they_were(
         summary = f.run(["https://a.example/", "https://b.example/"], force=True, max_wait=1.0)
         assert f.lookup("https://a.example/") == good
         assert f.lookup("https://b.example/") is None
-    assert summary.deferred == 2 and summary.exit_code == 75
+    assert summary.deferred == 2 and summary.verdict == "deferred"
 
 
 # --- the CLI, as cron runs it ------------------------------------------------------------

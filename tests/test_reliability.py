@@ -260,7 +260,7 @@ def test_under_each_fault_every_url_ends_final_or_with_a_recorded_error(
             emu.clear_faults()
             emu.set_rate_limits()
             again = f.run(urls, force=True)
-            assert again.exit_code == 0, (scenario.name, again.to_json_dict())
+            assert again.verdict == "ok", (scenario.name, again.to_json_dict())
             for url, wanted in expect.items():
                 record = f.lookup(url)
                 assert record is not None and record.status == wanted, (url, wanted)
@@ -316,7 +316,7 @@ def test_snapcache_at_scaled_defaults_never_ignores_429s_long_enough_to_be_firew
             statuses = {f.lookup(u).status for u in urls}  # type: ignore[union-attr]
         assert emu.count_429 >= 1, "the budget was never reached: the test proves nothing"
         assert emu.firewall_count == 0 and emu.count_dropped == 0
-        assert summary.exit_code == 0 and statuses == {"ok"}
+        assert summary.verdict == "ok" and statuses == {"ok"}
         assert summary.rate_limited >= 1
     print(f"RELIABILITY firewalled 0 times; 429s met {emu.count_429}, "
           f"{len(urls)} URLs all ok in {summary.elapsed:.1f} s")
@@ -355,7 +355,7 @@ def test_no_connection_right_after_a_429_is_a_firewall_block_and_pauses_much_lon
         assert transport.stats.firewall_pauses == 1
         long_pause = 0.4 * FIREWALL_PAUSE_FACTOR
         assert all(long_pause - 1.5 < left <= long_pause for left in paused.values()), paused
-        assert summary.exit_code == 75 and summary.deferred == len(urls)
+        assert summary.verdict == "deferred" and summary.deferred == len(urls)
         assert stored == [None] * len(urls)  # deferred URLs are left as they were
 
 
@@ -513,7 +513,7 @@ def test_a_store_that_fails_mid_run_ends_the_run_with_errors_not_a_hang_or_an_ex
         stored = [u for u in urls if f.lookup(u) is not None]
     summary = results[0]
     assert summary.outcomes == {"ok": 2, "error": 10}
-    assert summary.exit_code == 1
+    assert summary.verdict == "failed"
     assert len({e.url for e in events if e.kind == "fetched"}) == 12
     failed = [e for e in events if e.kind == "fetched" and e.record is None]
     assert len(failed) == 10 and all("simulated" in e.reason for e in failed)

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
-from typing import Final, NoReturn
+from typing import Final
 
 import click
 from snapcache.cache.records import FINAL_STATUSES, Record
 
-from ..config import Config, load_config
-from ..engine import Fetcher
+from ..config import load_config
 from ..errors import ConfigError, DeferredError, InputError, SnapcacheError
 from ..extract import sanitize_text
+from .common import (
+    EXIT_DEFERRED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    clean,
+    die,
+    open_fetcher,
+)
 
-EXIT_OK: Final = 0
-EXIT_SOME_FAILED: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_DEFERRED: Final = 75
 PREVIEW_EXCERPT: Final = 700
 
 
@@ -59,24 +62,18 @@ def human_iso(iso: str | None) -> str:
     return f"{dt:%b} {dt.day}, {dt:%Y %H:%M} UTC"
 
 
-def _clean(value: object) -> str:
-    # Everything shown in a terminal passes here: titles and previews come from hostile
-    # documents, URLs and errors from the archive.
-    return sanitize_text(str(value)) if value is not None else ""
-
-
 def render_card(record: Record) -> str:
     """The human card for one record (plain text, control characters removed)."""
     lines: list[str] = []
-    title = _clean(record.title) or "(no title)"
+    title = clean(record.title) or "(no title)"
     lines.append(title)
-    lines.append(f"  URL:          {_clean(record.url)}")
+    lines.append(f"  URL:          {clean(record.url)}")
     if record.archive:
-        lines.append(f"  Archive:      {_clean(record.archive)}")
+        lines.append(f"  Archive:      {clean(record.archive)}")
     if record.archive_url:
-        lines.append(f"  Archive URL:  {_clean(record.archive_url)}")
+        lines.append(f"  Archive URL:  {clean(record.archive_url)}")
     if record.original_url and record.original_url != record.url:
-        lines.append(f"  Captured URL: {_clean(record.original_url)}")
+        lines.append(f"  Captured URL: {clean(record.original_url)}")
     status = record.status
     archived = f"HTTP {record.archived_status}" if record.archived_status else "no capture"
     lines.append(f"  Outcome:      {status} · archived status {archived}")
@@ -91,13 +88,13 @@ def render_card(record: Record) -> str:
         lines.append(
             f"  Size:         {human_size(record.content_length)}"
             f"{' (cut at the size cap)' if record.body_truncated else ''}"
-            f" · {_clean(record.content_type) or 'unknown type'}"
+            f" · {clean(record.content_type) or 'unknown type'}"
         )
     if record.preview_note:
-        lines.append(f"  Note:         {_clean(record.preview_note)}")
+        lines.append(f"  Note:         {clean(record.preview_note)}")
     if record.error:
         lines.append(
-            f"  Last error:   {_clean(record.error)} ({human_iso(record.last_attempt_at)})"
+            f"  Last error:   {clean(record.error)} ({human_iso(record.last_attempt_at)})"
         )
     if record.preview:
         excerpt = sanitize_text(record.preview)
@@ -113,21 +110,6 @@ def _wrap(text: str, width: int) -> list[str]:
     import textwrap
 
     return textwrap.wrap(text, width) or [""]
-
-
-def _die(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    click.echo(f"snapcache: {_clean(message)}", err=True)
-    sys.exit(code)
-
-
-def _open(ctx: click.Context) -> Fetcher:
-    config: Config = ctx.obj["config"]
-    try:
-        return Fetcher(config)
-    except SnapcacheError as exc:
-        _die(str(exc))
-    except OSError as exc:
-        _die(f"cannot open the cache at {config.cache_path}: {exc}")
 
 
 def _emit(record: Record, as_json: bool) -> None:
@@ -147,7 +129,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (SnapcacheError, OSError) as exc:
-            _die(f"error: {exc}", EXIT_SOME_FAILED)
+            die(f"error: {exc}", EXIT_SOME_FAILED)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -165,7 +147,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        _die(f"config error: {exc}")
+        die(f"config error: {exc}")
     ctx.obj = {"config": config}
 
 
@@ -179,17 +161,17 @@ def fetch(ctx: click.Context, urls: tuple[str, ...], at: str | None, force: bool
           as_json: bool) -> None:
     """Resolve, fetch and store each URL; print its card (or JSON)."""
     code = EXIT_OK
-    fetcher = _open(ctx)
+    fetcher = open_fetcher(ctx)
     try:
         for url in urls:
             try:
                 record = fetcher.fetch(url, at=at, force=force)
             except InputError as exc:
-                click.echo(f"snapcache: skipped {_clean(url)[:200]!r}: {_clean(exc)}", err=True)
+                click.echo(f"snapcache: skipped {clean(url)[:200]!r}: {clean(exc)}", err=True)
                 code = EXIT_SOME_FAILED
                 continue
             except DeferredError as exc:
-                click.echo(f"snapcache: deferred {_clean(url)[:200]!r}: {_clean(exc)}", err=True)
+                click.echo(f"snapcache: deferred {clean(url)[:200]!r}: {clean(exc)}", err=True)
                 code = EXIT_DEFERRED
                 break
             _emit(record, as_json)
@@ -207,11 +189,11 @@ def fetch(ctx: click.Context, urls: tuple[str, ...], at: str | None, force: bool
 @click.pass_context
 def show(ctx: click.Context, ident: str, as_json: bool, full_text: bool) -> None:
     """Show a stored record by resource ID, stable ID or URL. Makes no request."""
-    fetcher = _open(ctx)
+    fetcher = open_fetcher(ctx)
     try:
         record = fetcher.lookup(ident)
         if record is None:
-            _die(f"no record for {ident!r}", EXIT_SOME_FAILED)
+            die(f"no record for {ident!r}", EXIT_SOME_FAILED)
         if full_text:
             text = fetcher.cache.get_text(record.resource_id) or ""
             click.echo(sanitize_text(text, keep_newlines=True))
@@ -228,12 +210,12 @@ def show(ctx: click.Context, ident: str, as_json: bool, full_text: bool) -> None
 @click.pass_context
 def move(ctx: click.Context, old_url: str, new_url: str, as_json: bool) -> None:
     """Rebind a resource to a corrected URL. IDs carry over; the old URL stays an alias."""
-    fetcher = _open(ctx)
+    fetcher = open_fetcher(ctx)
     try:
         try:
             record = fetcher.move(old_url, new_url)
         except SnapcacheError as exc:
-            _die(str(exc), EXIT_SOME_FAILED)
+            die(str(exc), EXIT_SOME_FAILED)
         _emit(record, as_json)
     finally:
         fetcher.close()

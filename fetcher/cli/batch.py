@@ -10,7 +10,7 @@ import signal
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -20,26 +20,19 @@ from snapcache.cache.records import FIELD_ORDER, STATUSES, Record
 
 from ..engine import Fetcher
 from ..errors import ConfigError
-from ..runner import (
-    EXIT_DEFERRED,
-    RunControl,
-    RunEvent,
-    RunLock,
-    RunLockedError,
-    RunSummary,
-    SaveOptions,
-)
+from ..runner import RunControl, RunEvent, RunSummary, SaveOptions
 from ..sources import FORMATS
-from . import (
+from . import cli, human_iso, human_size, render_card
+from .common import (
+    EXIT_DEFERRED,
     EXIT_SOME_FAILED,
-    _clean,
-    _die,
-    _open,
-    cli,
-    human_iso,
-    human_size,
-    render_card,
+    clean,
+    die,
+    exit_code_for,
+    open_fetcher,
+    select_records,
 )
+from .lock import RunLock, RunLockedError
 
 STATUS_CHOICE = click.Choice(list(STATUSES))
 
@@ -89,7 +82,7 @@ class _Reporter:
     def __call__(self, event: RunEvent) -> None:
         if event.kind == "invalid":
             # Bad lines are always reported, with their number, whatever --quiet says.
-            self._line(f"line {event.line}: invalid: {_clean(event.reason)}", err=True)
+            self._line(f"line {event.line}: invalid: {clean(event.reason)}", err=True)
         key = event.record.last_outcome or event.record.status if (
             event.kind == "fetched" and event.record) else event.kind
         self.counts[key or event.kind] += 1
@@ -108,14 +101,14 @@ class _Reporter:
             r = event.record
             outcome = r.last_outcome or r.status
             detail = r.capture_timestamp or "-"
-            extra = f" ({_clean(r.error)})" if outcome == "error" and r.error else ""
-            self._line(f"line {event.line}: {outcome} {detail} {_clean(event.url)}{extra}")
+            extra = f" ({clean(r.error)})" if outcome == "error" and r.error else ""
+            self._line(f"line {event.line}: {outcome} {detail} {clean(event.url)}{extra}")
         elif event.kind == "fetched":  # attempted, but the store could not record it
-            self._line(f"line {event.line}: error - {_clean(event.url)} ({_clean(event.reason)})")
+            self._line(f"line {event.line}: error - {clean(event.url)} ({clean(event.reason)})")
         elif event.kind == "would_fetch":
-            self._line(f"line {event.line}: would fetch {_clean(event.url)} ({event.reason})")
+            self._line(f"line {event.line}: would fetch {clean(event.url)} ({event.reason})")
         elif event.kind == "deferred":
-            self._line(f"line {event.line}: deferred {_clean(event.url)}")
+            self._line(f"line {event.line}: deferred {clean(event.url)}")
 
     def _line(self, text: str, err: bool = False) -> None:
         if self.progress is not None:
@@ -128,9 +121,21 @@ class _Reporter:
             self.progress.stop()
 
 
+def summary_json_dict(summary: RunSummary) -> dict[str, Any]:
+    """The run summary as printed by ``--json``: the library's fields, then ``exit_code``.
+
+    The exit code is the CLI's, so it is set here from the verdict; popping the key first
+    keeps it last whether or not the library still provides one.
+    """
+    data = summary.to_json_dict()
+    data.pop("exit_code", None)
+    data["exit_code"] = exit_code_for(summary.verdict)
+    return data
+
+
 def _print_summary(summary: RunSummary, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(summary.to_json_dict(), sort_keys=False))
+        click.echo(json.dumps(summary_json_dict(summary), sort_keys=False))
         return
     s = summary
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(s.outcomes.items())) or "none"
@@ -145,12 +150,12 @@ def _print_summary(summary: RunSummary, as_json: bool) -> None:
     if s.would_fetch:
         lines.append(f"  dry run: {s.would_fetch} would be fetched")
     if s.deferred:
-        lines.append(f"  deferred: {s.deferred} ({_clean(s.deferred_reason)})")
+        lines.append(f"  deferred: {s.deferred} ({clean(s.deferred_reason)})")
     if s.saves or s.save_stopped:
         saves = ", ".join(f"{k} {v}" for k, v in sorted(s.saves.items())) or "none"
         lines.append(f"  saves: {saves}")
         if s.save_stopped:
-            lines.append(f"  saving stopped: {_clean(s.save_stopped)}")
+            lines.append(f"  saving stopped: {clean(s.save_stopped)}")
     if s.interrupted:
         lines.append(f"  interrupted by {s.interrupted}; rerun to continue")
     click.echo("\n".join(lines))
@@ -223,21 +228,21 @@ def run(ctx: click.Context, sources: str, fmt: str | None, force: bool, dry_run:
     """
     config = ctx.obj["config"]
     if sources != "-" and not Path(sources).is_file():
-        _die(f"source list not found: {sources}")
+        die(f"source list not found: {sources}")
     if (save_stale is not None or save_budget is not None) and not save_missing:
-        _die("--save-stale and --save-budget go with --save-missing")
+        die("--save-stale and --save-budget go with --save-missing")
     save = SaveOptions(stale_days=save_stale, budget=save_budget) if save_missing else None
     if save is not None and not config.save.enabled:
-        _die("--save-missing: saving is disabled; set [save] enabled = true")
+        die("--save-missing: saving is disabled; set [save] enabled = true")
     lock = RunLock(config.cache_path)
     try:
         lock.acquire(wait=wait_lock)
     except RunLockedError as exc:
-        _die(f"{exc}; try later or use --wait", EXIT_DEFERRED)
+        die(f"{exc}; try later or use --wait", EXIT_DEFERRED)
     except OSError as exc:
-        _die(f"cannot lock the cache at {config.cache_path}: {exc}")
+        die(f"cannot lock the cache at {config.cache_path}: {exc}")
     try:
-        fetcher = _open(ctx)
+        fetcher = open_fetcher(ctx)
         try:
             source: Any = sys.stdin.buffer if sources == "-" else sources
             total = None if sources == "-" else _count_lines(sources)
@@ -248,20 +253,13 @@ def run(ctx: click.Context, sources: str, fmt: str | None, force: bool, dry_run:
                     as_json=as_json, save=save,
                 )
             except ConfigError as exc:
-                _die(str(exc))
+                die(str(exc))
         finally:
             fetcher.close()
     finally:
         lock.release()
     _print_summary(summary, as_json)
-    sys.exit(summary.exit_code)
-
-
-def _select(fetcher: Fetcher, statuses: Iterable[str]) -> Iterator[Record]:
-    wanted = set(statuses)
-    for record in fetcher.cache.records():
-        if not wanted or record.status in wanted or record.last_outcome in wanted:
-            yield record
+    sys.exit(exit_code_for(summary.verdict))
 
 
 @cli.command()
@@ -275,22 +273,22 @@ def refetch(ctx: click.Context, idents: tuple[str, ...], statuses: tuple[str, ..
             quiet: bool, as_json: bool) -> None:
     """Force a new attempt for records chosen by ID, stable ID or URL, or by --status."""
     if not idents and not statuses:
-        _die("name records to refetch (ID, stable ID or URL) or give --status")
-    fetcher = _open(ctx)
+        die("name records to refetch (ID, stable ID or URL) or give --status")
+    fetcher = open_fetcher(ctx)
     code = 0
     try:
         lines: list[str] = []
         for ident in idents:
             record = fetcher.lookup(ident)
             if record is None:
-                click.echo(f"snapcache: no record for {_clean(ident)!r}", err=True)
+                click.echo(f"snapcache: no record for {clean(ident)!r}", err=True)
                 code = EXIT_SOME_FAILED
                 continue
             lines.append(json.dumps({"url": record.url, "at": record.requested_timestamp}))
         if statuses:
             lines.extend(
                 json.dumps({"url": r.url, "at": r.requested_timestamp})
-                for r in _select(fetcher, statuses)
+                for r in select_records(fetcher, statuses)
             )
         summary = _execute_run(
             fetcher, lines, total=len(lines), fmt="jsonl", force=True, dry_run=False,
@@ -299,7 +297,7 @@ def refetch(ctx: click.Context, idents: tuple[str, ...], statuses: tuple[str, ..
     finally:
         fetcher.close()
     _print_summary(summary, as_json)
-    sys.exit(summary.exit_code or code)
+    sys.exit(exit_code_for(summary.verdict) or code)
 
 
 def _csv_value(value: Any) -> str:
@@ -320,7 +318,7 @@ def _csv_value(value: Any) -> str:
 @click.pass_context
 def export(ctx: click.Context, fmt: str, output: str | None, statuses: tuple[str, ...]) -> None:
     """Every record, with the same fields as `fetch --json`, in a stable field order."""
-    fetcher = _open(ctx)
+    fetcher = open_fetcher(ctx)
     try:
         if output is None:
             _write_export(fetcher, sys.stdout, fmt, statuses)
@@ -342,11 +340,11 @@ def _write_export(fetcher: Fetcher, fh: IO[str], fmt: str, statuses: Iterable[st
     if fmt == "csv":
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(FIELD_ORDER)
-        for record in _select(fetcher, statuses):
+        for record in select_records(fetcher, statuses):
             data = record.to_json_dict()
             writer.writerow([_csv_value(data[name]) for name in FIELD_ORDER])
     else:
-        for record in _select(fetcher, statuses):
+        for record in select_records(fetcher, statuses):
             fh.write(record.to_json() + "\n")
 
 
@@ -356,12 +354,12 @@ def _write_export(fetcher: Fetcher, fh: IO[str], fmt: str, statuses: Iterable[st
 @click.pass_context
 def list_records(ctx: click.Context, statuses: tuple[str, ...]) -> None:
     """List records: a table on a terminal, tab-separated lines otherwise."""
-    fetcher = _open(ctx)
+    fetcher = open_fetcher(ctx)
     try:
         rows: list[tuple[str, ...]] = [
             (r.resource_id, r.stable_id, str(r.status), r.capture_timestamp or "-",
-             _clean(r.title or "")[:60], _clean(r.url))
-            for r in _select(fetcher, statuses)
+             clean(r.title or "")[:60], clean(r.url))
+            for r in select_records(fetcher, statuses)
         ]
     finally:
         fetcher.close()
@@ -386,7 +384,7 @@ def list_records(ctx: click.Context, statuses: tuple[str, ...]) -> None:
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
     """Counts per outcome, oldest and newest fetch, cache size on disk."""
-    fetcher = _open(ctx)
+    fetcher = open_fetcher(ctx)
     try:
         counts: Counter[str] = Counter()
         fetched: list[str] = []
@@ -416,7 +414,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"  {status}: {n}")
     click.echo(f"oldest fetch: {human_iso(oldest)}")
     click.echo(f"newest fetch: {human_iso(newest)}")
-    click.echo(f"cache size: {human_size(size)} at {_clean(directory)}")
+    click.echo(f"cache size: {human_size(size)} at {clean(directory)}")
 
 
 @cli.command()
@@ -434,31 +432,31 @@ def save(ctx: click.Context, urls: tuple[str, ...], budget: float | None, as_jso
     """
     config = ctx.obj["config"]
     if not config.save.enabled:
-        _die("saving is disabled; set [save] enabled = true (see README, Saving)")
-    fetcher = _open(ctx)
+        die("saving is disabled; set [save] enabled = true (see README, Saving)")
+    fetcher = open_fetcher(ctx)
     code = 0
     try:
         try:
             results, stats = fetcher.save(urls, budget=budget)
         except ConfigError as exc:
-            _die(str(exc))
+            die(str(exc))
     finally:
         fetcher.close()
     for url, item in zip(urls, results, strict=True):
         if not isinstance(item, Record):
-            click.echo(f"snapcache: skipped {_clean(url)[:200]!r}: {_clean(item)}", err=True)
+            click.echo(f"snapcache: skipped {clean(url)[:200]!r}: {clean(item)}", err=True)
             code = EXIT_SOME_FAILED
             continue
         if as_json:
             click.echo(item.to_json())
         else:
             click.echo(render_card(item))
-            click.echo(f"  Save:         {_clean(item.save_status or 'not submitted')}")
+            click.echo(f"  Save:         {clean(item.save_status or 'not submitted')}")
             click.echo()
         if item.save_status == "unauthorized":
             code = EXIT_SOME_FAILED
         elif item.save_status == "deferred" and not code:
             code = EXIT_DEFERRED
     if stats.stopped:
-        click.echo(f"snapcache: saving stopped: {_clean(stats.stopped)}", err=True)
+        click.echo(f"snapcache: saving stopped: {clean(stats.stopped)}", err=True)
     sys.exit(code)

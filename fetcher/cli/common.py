@@ -1,0 +1,91 @@
+"""What every ``snapcache`` command shares: the exit codes, the way out on an error, the
+sanitiser for terminal output and opening the fetcher.
+
+Exit codes: 0 every URL reached a final outcome (ok, not_archived, archived_error, blocked);
+1 some URL ended in error or was invalid; 2 usage or configuration error; 75 deferred (the
+archive paused us) or another run holds the cache; 130/143 interrupted by SIGINT/SIGTERM.
+They are defined here only: the library reports how a run ended as
+:attr:`~snapcache.runner.RunSummary.verdict` and :func:`exit_code_for` maps it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Final, NoReturn
+
+import click
+from snapcache.cache.records import Record
+
+from ..config import Config
+from ..engine import Fetcher
+from ..errors import SnapcacheError
+from ..extract import sanitize_text
+from ..runner import Verdict
+
+EXIT_OK: Final = 0
+EXIT_SOME_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_DEFERRED: Final = 75
+EXIT_SIGINT: Final = 130
+EXIT_SIGTERM: Final = 143
+
+_VERDICT_EXIT_CODES: Final[dict[Verdict, int]] = {
+    "ok": EXIT_OK,
+    "failed": EXIT_SOME_FAILED,
+    "deferred": EXIT_DEFERRED,
+    "SIGINT": EXIT_SIGINT,
+    "SIGTERM": EXIT_SIGTERM,
+}
+
+
+def exit_code_for(verdict: Verdict) -> int:
+    """The exit code for how a run ended: 0 ok, 1 failed, 75 deferred, 130/143 signals."""
+    return _VERDICT_EXIT_CODES[verdict]
+
+
+def clean(value: object) -> str:
+    """``value`` as text safe for a terminal (control characters removed; None is "")."""
+    # Everything shown in a terminal passes here: titles and previews come from hostile
+    # documents, URLs and errors from the archive.
+    return sanitize_text(str(value)) if value is not None else ""
+
+
+def die(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print ``snapcache: message`` (sanitised) on stderr and exit with ``code``."""
+    click.echo(f"snapcache: {clean(message)}", err=True)
+    sys.exit(code)
+
+
+def open_fetcher(ctx: click.Context) -> Fetcher:
+    """A :class:`Fetcher` on the group's config, or exit 2 with why the cache cannot open."""
+    config: Config = ctx.obj["config"]
+    try:
+        return Fetcher(config)
+    except SnapcacheError as exc:
+        die(str(exc))
+    except OSError as exc:
+        die(f"cannot open the cache at {config.cache_path}: {exc}")
+
+
+def select_records(fetcher: Fetcher, statuses: Iterable[str]) -> Iterator[Record]:
+    """Stored records whose status or last outcome is one of ``statuses`` (all if empty)."""
+    wanted = set(statuses)
+    for record in fetcher.cache.records():
+        if not wanted or record.status in wanted or record.last_outcome in wanted:
+            yield record
+
+
+__all__ = [
+    "EXIT_DEFERRED",
+    "EXIT_OK",
+    "EXIT_SIGINT",
+    "EXIT_SIGTERM",
+    "EXIT_SOME_FAILED",
+    "EXIT_USAGE",
+    "clean",
+    "die",
+    "exit_code_for",
+    "open_fetcher",
+    "select_records",
+]
