@@ -8,10 +8,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from snapcache.cli import human_size, human_timestamp
+from snapcache.cli.common import exit_code_for
+from snapcache.cli.run import summary_json_dict
+from snapcache.runner import RunSummary, Verdict
 
 from tests.docgen import NTIA_SENTENCE, NTIA_TS, NTIA_URL, html_page, ntia_pdf
 
@@ -150,3 +153,11 @@ def test_human_size(size: int | None, text: str) -> None:
 def test_human_timestamp() -> None:
     assert human_timestamp("20260408194323") == "Apr 8, 2026 19:43 UTC"
     assert human_timestamp(None) == "unknown"
+
+
+def test_exit_codes_follow_the_run_verdict() -> None:
+    assert {v: exit_code_for(v) for v in get_args(Verdict)} == {
+        "ok": 0, "failed": 1, "deferred": 75, "SIGINT": 130, "SIGTERM": 143}
+    # The printed summary ends with the CLI's exit code, whatever the library's dict holds.
+    data = summary_json_dict(RunSummary(deferred=1, interrupted="SIGTERM"))
+    assert list(data)[-1] == "exit_code" and data["exit_code"] == 143

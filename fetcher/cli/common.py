@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import Final, NoReturn
 
 import click
-from snapcache.cache.records import Record
+from snapcache.cache.records import STATUSES, Record
 
 from ..config import Config
 from ..engine import Fetcher
@@ -37,6 +37,9 @@ _VERDICT_EXIT_CODES: Final[dict[Verdict, int]] = {
     "SIGINT": EXIT_SIGINT,
     "SIGTERM": EXIT_SIGTERM,
 }
+
+#: The ``--status`` choice of the commands that select stored records.
+STATUS_CHOICE: Final = click.Choice(list(STATUSES))
 
 
 def exit_code_for(verdict: Verdict) -> int:
@@ -83,6 +86,7 @@ __all__ = [
     "EXIT_SIGTERM",
     "EXIT_SOME_FAILED",
     "EXIT_USAGE",
+    "STATUS_CHOICE",
     "clean",
     "die",
     "exit_code_for",

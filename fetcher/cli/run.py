@@ -1,31 +1,27 @@
-"""Batch commands of the ``snapcache`` CLI: run, refetch, export, list, stats."""
+"""Batch runs from the command line: ``run`` over a source list and ``refetch`` of stored
+records, with per-URL progress, the run summary and the exit code from its verdict."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import os
 import signal
 import sys
-import tempfile
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import Any
 
 import click
-from snapcache.cache.records import FIELD_ORDER, STATUSES, Record
 
 from ..engine import Fetcher
 from ..errors import ConfigError
 from ..runner import RunControl, RunEvent, RunSummary, SaveOptions
 from ..sources import FORMATS
-from . import cli, human_iso, human_size, render_card
 from .common import (
     EXIT_DEFERRED,
+    EXIT_OK,
     EXIT_SOME_FAILED,
+    STATUS_CHOICE,
     clean,
     die,
     exit_code_for,
@@ -33,8 +29,6 @@ from .common import (
     select_records,
 )
 from .lock import RunLock, RunLockedError
-
-STATUS_CHOICE = click.Choice(list(STATUSES))
 
 
 def _count_lines(path: str) -> int | None:
@@ -195,7 +189,7 @@ def _execute_run(
     return summary
 
 
-@cli.command()
+@click.command()
 @click.argument("sources")
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default=None,
               help="Force the list's format (default: detected from its content).")
@@ -262,7 +256,7 @@ def run(ctx: click.Context, sources: str, fmt: str | None, force: bool, dry_run:
     sys.exit(exit_code_for(summary.verdict))
 
 
-@cli.command()
+@click.command()
 @click.argument("idents", nargs=-1)
 @click.option("--status", "statuses", multiple=True, type=STATUS_CHOICE,
               help="Refetch every record with this status (repeatable).")
@@ -275,7 +269,7 @@ def refetch(ctx: click.Context, idents: tuple[str, ...], statuses: tuple[str, ..
     if not idents and not statuses:
         die("name records to refetch (ID, stable ID or URL) or give --status")
     fetcher = open_fetcher(ctx)
-    code = 0
+    code = EXIT_OK
     try:
         lines: list[str] = []
         for ident in idents:
@@ -300,163 +294,4 @@ def refetch(ctx: click.Context, idents: tuple[str, ...], statuses: tuple[str, ..
     sys.exit(exit_code_for(summary.verdict) or code)
 
 
-def _csv_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-@cli.command()
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
-              help="jsonl (default): one record per line; csv: a header row, then records.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Write to this file (atomically) instead of stdout.")
-@click.option("--status", "statuses", multiple=True, type=STATUS_CHOICE,
-              help="Only records with this status (repeatable).")
-@click.pass_context
-def export(ctx: click.Context, fmt: str, output: str | None, statuses: tuple[str, ...]) -> None:
-    """Every record, with the same fields as `fetch --json`, in a stable field order."""
-    fetcher = open_fetcher(ctx)
-    try:
-        if output is None:
-            _write_export(fetcher, sys.stdout, fmt, statuses)
-        else:
-            target = Path(output)
-            fd, tmp = tempfile.mkstemp(prefix=".export-", dir=target.parent or Path("."))
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                    _write_export(fetcher, fh, fmt, statuses)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-    finally:
-        fetcher.close()
-
-
-def _write_export(fetcher: Fetcher, fh: IO[str], fmt: str, statuses: Iterable[str]) -> None:
-    if fmt == "csv":
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(FIELD_ORDER)
-        for record in select_records(fetcher, statuses):
-            data = record.to_json_dict()
-            writer.writerow([_csv_value(data[name]) for name in FIELD_ORDER])
-    else:
-        for record in select_records(fetcher, statuses):
-            fh.write(record.to_json() + "\n")
-
-
-@cli.command(name="list")
-@click.option("--status", "statuses", multiple=True, type=STATUS_CHOICE,
-              help="Only records with this status (repeatable).")
-@click.pass_context
-def list_records(ctx: click.Context, statuses: tuple[str, ...]) -> None:
-    """List records: a table on a terminal, tab-separated lines otherwise."""
-    fetcher = open_fetcher(ctx)
-    try:
-        rows: list[tuple[str, ...]] = [
-            (r.resource_id, r.stable_id, str(r.status), r.capture_timestamp or "-",
-             clean(r.title or "")[:60], clean(r.url))
-            for r in select_records(fetcher, statuses)
-        ]
-    finally:
-        fetcher.close()
-    header: tuple[str, ...] = ("resource_id", "stable_id", "status", "captured", "title", "url")
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(*header)
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
-        return
-    buffer = io.StringIO()
-    for row in (header, *rows):
-        buffer.write("\t".join(row) + "\n")
-    click.echo(buffer.getvalue(), nl=False)
-
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
-@click.pass_context
-def stats(ctx: click.Context, as_json: bool) -> None:
-    """Counts per outcome, oldest and newest fetch, cache size on disk."""
-    fetcher = open_fetcher(ctx)
-    try:
-        counts: Counter[str] = Counter()
-        fetched: list[str] = []
-        for record in fetcher.cache.records():
-            counts[record.status] += 1
-            if record.fetched_at:
-                fetched.append(record.fetched_at)
-        directory = fetcher.cache.path
-    finally:
-        fetcher.close()
-    size = sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
-    oldest = min(fetched) if fetched else None
-    newest = max(fetched) if fetched else None
-    data: dict[str, Any] = {
-        "records": sum(counts.values()),
-        "outcomes": dict(sorted(counts.items())),
-        "oldest_fetch": oldest,
-        "newest_fetch": newest,
-        "cache_bytes": size,
-        "cache_path": str(directory),
-    }
-    if as_json:
-        click.echo(json.dumps(data))
-        return
-    click.echo(f"records: {data['records']}")
-    for status, n in sorted(counts.items()):
-        click.echo(f"  {status}: {n}")
-    click.echo(f"oldest fetch: {human_iso(oldest)}")
-    click.echo(f"newest fetch: {human_iso(newest)}")
-    click.echo(f"cache size: {human_size(size)} at {clean(directory)}")
-
-
-@cli.command()
-@click.argument("urls", nargs=-1, required=True)
-@click.option("--budget", type=click.FloatRange(0), default=None, metavar="SECONDS",
-              help="Most time spent following the jobs (default: save.poll_budget).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@click.pass_context
-def save(ctx: click.Context, urls: tuple[str, ...], budget: float | None, as_json: bool
-         ) -> None:
-    """Ask the archive to capture URLs it lacks (Save Page Now 2), then fetch the captures.
-
-    A URL whose newest capture is recent (save.if_not_archived_within_days) is not
-    submitted; a job still pending from an earlier call is polled, never resubmitted.
-    """
-    config = ctx.obj["config"]
-    if not config.save.enabled:
-        die("saving is disabled; set [save] enabled = true (see README, Saving)")
-    fetcher = open_fetcher(ctx)
-    code = 0
-    try:
-        try:
-            results, stats = fetcher.save(urls, budget=budget)
-        except ConfigError as exc:
-            die(str(exc))
-    finally:
-        fetcher.close()
-    for url, item in zip(urls, results, strict=True):
-        if not isinstance(item, Record):
-            click.echo(f"snapcache: skipped {clean(url)[:200]!r}: {clean(item)}", err=True)
-            code = EXIT_SOME_FAILED
-            continue
-        if as_json:
-            click.echo(item.to_json())
-        else:
-            click.echo(render_card(item))
-            click.echo(f"  Save:         {clean(item.save_status or 'not submitted')}")
-            click.echo()
-        if item.save_status == "unauthorized":
-            code = EXIT_SOME_FAILED
-        elif item.save_status == "deferred" and not code:
-            code = EXIT_DEFERRED
-    if stats.stopped:
-        click.echo(f"snapcache: saving stopped: {clean(stats.stopped)}", err=True)
-    sys.exit(code)
+__all__ = ["refetch", "run", "summary_json_dict"]

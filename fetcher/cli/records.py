@@ -1,0 +1,141 @@
+"""Read-only views of the store: ``export``, ``list`` and ``stats``. They make no request."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from snapcache.cache.records import FIELD_ORDER
+
+from ..engine import Fetcher
+from .common import STATUS_CHOICE, clean, open_fetcher, select_records
+from .render import human_iso, human_size
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
+              help="jsonl (default): one record per line; csv: a header row, then records.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write to this file (atomically) instead of stdout.")
+@click.option("--status", "statuses", multiple=True, type=STATUS_CHOICE,
+              help="Only records with this status (repeatable).")
+@click.pass_context
+def export(ctx: click.Context, fmt: str, output: str | None, statuses: tuple[str, ...]) -> None:
+    """Every record, with the same fields as `fetch --json`, in a stable field order."""
+    fetcher = open_fetcher(ctx)
+    try:
+        if output is None:
+            _write_export(fetcher, sys.stdout, fmt, statuses)
+        else:
+            target = Path(output)
+            fd, tmp = tempfile.mkstemp(prefix=".export-", dir=target.parent or Path("."))
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                    _write_export(fetcher, fh, fmt, statuses)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+    finally:
+        fetcher.close()
+
+
+def _write_export(fetcher: Fetcher, fh: IO[str], fmt: str, statuses: Iterable[str]) -> None:
+    if fmt == "csv":
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(FIELD_ORDER)
+        for record in select_records(fetcher, statuses):
+            data = record.to_json_dict()
+            writer.writerow([_csv_value(data[name]) for name in FIELD_ORDER])
+    else:
+        for record in select_records(fetcher, statuses):
+            fh.write(record.to_json() + "\n")
+
+
+@click.command(name="list")
+@click.option("--status", "statuses", multiple=True, type=STATUS_CHOICE,
+              help="Only records with this status (repeatable).")
+@click.pass_context
+def list_records(ctx: click.Context, statuses: tuple[str, ...]) -> None:
+    """List records: a table on a terminal, tab-separated lines otherwise."""
+    fetcher = open_fetcher(ctx)
+    try:
+        rows: list[tuple[str, ...]] = [
+            (r.resource_id, r.stable_id, str(r.status), r.capture_timestamp or "-",
+             clean(r.title or "")[:60], clean(r.url))
+            for r in select_records(fetcher, statuses)
+        ]
+    finally:
+        fetcher.close()
+    header: tuple[str, ...] = ("resource_id", "stable_id", "status", "captured", "title", "url")
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*header)
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+        return
+    buffer = io.StringIO()
+    for row in (header, *rows):
+        buffer.write("\t".join(row) + "\n")
+    click.echo(buffer.getvalue(), nl=False)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Counts per outcome, oldest and newest fetch, cache size on disk."""
+    fetcher = open_fetcher(ctx)
+    try:
+        counts: Counter[str] = Counter()
+        fetched: list[str] = []
+        for record in fetcher.cache.records():
+            counts[record.status] += 1
+            if record.fetched_at:
+                fetched.append(record.fetched_at)
+        directory = fetcher.cache.path
+    finally:
+        fetcher.close()
+    size = sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
+    oldest = min(fetched) if fetched else None
+    newest = max(fetched) if fetched else None
+    data: dict[str, Any] = {
+        "records": sum(counts.values()),
+        "outcomes": dict(sorted(counts.items())),
+        "oldest_fetch": oldest,
+        "newest_fetch": newest,
+        "cache_bytes": size,
+        "cache_path": str(directory),
+    }
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    click.echo(f"records: {data['records']}")
+    for status, n in sorted(counts.items()):
+        click.echo(f"  {status}: {n}")
+    click.echo(f"oldest fetch: {human_iso(oldest)}")
+    click.echo(f"newest fetch: {human_iso(newest)}")
+    click.echo(f"cache size: {human_size(size)} at {clean(directory)}")
+
+
+__all__ = ["export", "list_records", "stats"]
