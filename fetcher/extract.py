@@ -696,7 +696,6 @@ _BLOCK = frozenset(
 _LINE_BREAK = frozenset({"br", "hr"})
 _FOREIGN_RENAME = {"svg": "x-svg", "math": "x-math"}
 
-_WS = "\t\n\x0c\r "
 # "<" followed by what starts a tag, an end tag, a comment or a bogus comment.
 _MARKUP_RE = re.compile(r"<(?:(!--)|([!?])|(/)(?![A-Za-z])|(/?)([A-Za-z][^\t\n\x0c\r />]*))")
 # Attributes as the tokenizer reads them: names start with anything but ws / ">" (even
