@@ -20,6 +20,7 @@ import platformdirs
 
 from .capture import netloc_of
 from .errors import ConfigError
+from .extract import ExtractLimits
 
 # The Internet Archive's hard limits are 30 CDX and 600 playback requests per minute per IP
 # (edgi-govdata-archiving/wayback#206, _client.py); its staff asked clients to stay at 80%.
@@ -127,15 +128,29 @@ class CacheConfig:
     history_limit: int = 20
 
 
+# The extractor owns the defaults of its bounds; the [preview] section starts from them.
+_EXTRACT_DEFAULTS: Final = ExtractLimits()
+
+
 @dataclass(frozen=True, slots=True)
 class PreviewConfig:
-    """Bounds on text extraction."""
+    """Bounds on text extraction (defaults: :class:`~snapcache.extract.ExtractLimits`)."""
 
-    max_chars: int = 3000
-    max_text_chars: int = 1_000_000
-    pdf_max_pages: int = 10
-    pdf_max_seconds: float = 10.0
-    html_max_bytes: int = 4_000_000
+    max_chars: int = _EXTRACT_DEFAULTS.preview_chars
+    max_text_chars: int = _EXTRACT_DEFAULTS.text_chars
+    pdf_max_pages: int = _EXTRACT_DEFAULTS.pdf_max_pages
+    pdf_max_seconds: float = _EXTRACT_DEFAULTS.pdf_max_seconds
+    html_max_bytes: int = _EXTRACT_DEFAULTS.html_max_bytes
+
+    def extract_limits(self) -> ExtractLimits:
+        """The extraction bounds this section configures."""
+        return ExtractLimits(
+            preview_chars=self.max_chars,
+            text_chars=self.max_text_chars,
+            pdf_max_pages=self.pdf_max_pages,
+            pdf_max_seconds=self.pdf_max_seconds,
+            html_max_bytes=self.html_max_bytes,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Tests for fetcher.extract. Every document is generated here (fpdf2, Pillow, strings)."""
+"""Tests for snapcache.extract. Every document is generated here (fpdf2, Pillow, strings)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from fpdf import FPDF
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from snapcache.config import PreviewConfig
 from snapcache.extract import (
     Extraction,
     ExtractLimits,
@@ -20,6 +21,8 @@ from snapcache.extract import (
     extract,
     sanitize_text,
 )
+from snapcache.extract.harden import MAX_DEPTH, SENTINEL, prepare_html
+from snapcache.extract.sniff import media_type, sniff
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
 CONTROL_RE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -552,6 +555,74 @@ def test_thirty_megabyte_single_line() -> None:
     assert "text truncated at 1000000 chars" in ex.note
     assert len(ex.text) <= 1_000_000
     assert len(ex.preview) <= 3000 and ex.preview.endswith("word")
+
+
+# ------------------------------------------------------ the hardening pass and the sniffer
+
+
+@pytest.mark.parametrize(
+    ("html", "prepared"),
+    [
+        # Formatting tags go; block elements get a sentinel inside, never in inline runs.
+        ("<p>Hello <b>world</b></p>", f"<p>{SENTINEL}Hello world{SENTINEL}</p>"),
+        # No foreign content: <svg> is renamed (an unquoted "1/" is a value, not "/>").
+        (
+            "<svg><path d=1/><title>icon</title></svg>",
+            "<x-svg><path d=1/><title>icon</title></x-svg>",
+        ),
+        ("<div/>x", "<div/></div>x"),  # a self-closing non-void tag cannot nest
+        # Script contents (with its escaped states) and comments are not markup.
+        (
+            '<script>var a="<b>";<!--<script></script>--></script><b>x</b>',
+            '<script>var a="<b>";<!--<script></script>--></script>x',
+        ),
+        ("<!-- <b> --><textarea><b></textarea>", "<!-- <b> --><textarea><b></textarea>"),
+        (f"a{SENTINEL}b<br>c", f"a b<br>{SENTINEL}c"),  # only planted sentinels survive
+        ("<b", ""),  # EOF inside a tag: the tokenizer drops it
+        ("<plaintext><b>x", "<plaintext><b>x"),  # everything after is text
+    ],
+)
+def test_prepare_html_rewrites(html: str, prepared: str) -> None:
+    assert prepare_html(html) == (prepared, False)
+
+
+def test_prepare_html_caps_depth() -> None:
+    out, capped = prepare_html("<div>" * 300 + "x" + "</div>" * 300)
+    assert capped
+    assert out.count("<div>") == out.count("</div>") == MAX_DEPTH
+
+
+@pytest.mark.parametrize(
+    ("head", "declared", "expected"),
+    [
+        (b"%PDF-1.7", None, ("pdf", "application/pdf")),
+        (b"junk" * 10 + b"%PDF-1.4", None, ("pdf", "application/pdf")),
+        (b"\n\n  <!DOCTYPE html><p>", None, ("html", "text/html")),
+        (b"\x89PNG\r\n\x1a\n", "text/html", ("other", "image/png")),
+        (b"hello", None, ("text", "text/plain")),
+        (b"hello", "text/html", ("html", "text/html")),
+        (b"\x00<html>x", "text/html", ("html", "text/html")),
+        (b"\x00\x01\x02\x03", None, ("other", "application/octet-stream")),
+    ],
+)
+def test_sniff(head: bytes, declared: str | None, expected: tuple[str, str]) -> None:
+    assert sniff(head, declared) == expected
+
+
+def test_media_type() -> None:
+    assert media_type("Text/HTML; charset=x") == "text/html"
+    assert media_type("\x1b[31m/x") is None
+    assert media_type(None) is None
+
+
+def test_preview_config_defaults_are_the_extract_limits() -> None:
+    assert PreviewConfig().extract_limits() == ExtractLimits()
+    custom = PreviewConfig(
+        max_chars=5, max_text_chars=6, pdf_max_pages=7, pdf_max_seconds=8.5, html_max_bytes=9
+    )
+    assert custom.extract_limits() == ExtractLimits(
+        preview_chars=5, text_chars=6, pdf_max_pages=7, pdf_max_seconds=8.5, html_max_bytes=9
+    )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

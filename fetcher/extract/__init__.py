@@ -1,0 +1,33 @@
+"""Bytes -> title, preview and text for HTML, PDF and plain-text captures.
+
+This package knows nothing of HTTP or storage: it is handed the raw body of a capture (or
+the path of a file holding it) and the Content-Type the archive declared, and returns an
+:class:`Extraction`. The type is decided by sniffing the bytes, never by the URL or the
+declared type alone: the old wiki trusted the declared type and ended up storing the
+Wayback toolbar as the preview of a PDF.
+
+Hostile or broken documents never raise; they give an :class:`Extraction` whose ``note``
+says why the preview is empty or partial. Only programmer errors raise (e.g. a path that
+does not exist -> ``FileNotFoundError``).
+
+Modules, one job each: :mod:`.sanitize` (terminal-safe text), :mod:`.sniff` (type sniffing
+and charset decoding), :mod:`.harden` (the linear pass that makes hostile HTML cheap to
+parse), :mod:`.html` and :mod:`.pdf` (the two extractors), :mod:`.result` (limits, the
+result type and its assembly) and :mod:`.core` (the :func:`extract` entry point). Nothing
+here imports the rest of snapcache.
+"""
+
+from .core import extract
+from .result import TITLE_MAX_CHARS, Extraction, ExtractLimits, Kind
+from .sanitize import sanitize_text
+from .sniff import decode_html
+
+__all__ = [
+    "TITLE_MAX_CHARS",
+    "ExtractLimits",
+    "Extraction",
+    "Kind",
+    "decode_html",
+    "extract",
+    "sanitize_text",
+]
