@@ -1,6 +1,6 @@
 """snapcache's storage: records, their freshness and merge rules, and the durable store.
 
-This package knows nothing of the archive or HTTP; ``fetcher`` uses it, never the reverse.
+This package knows nothing of the archive or HTTP; ``snapcache`` uses it, never the reverse.
 """
 
 from .disk import SafeDisk
@@ -20,12 +20,17 @@ from .policy import (
     TTLs,
     freshness,
     merge,
-    parse_iso,
-    to_iso,
-    utc_now_iso,
 )
 from .records import FIELD_ORDER, SCHEMA_VERSION, Record, RecordFormatError, Status
 from .store import SnapshotCache
+from .times import (
+    parse_iso,
+    parse_timestamp14,
+    to_iso,
+    to_timestamp14,
+    utc_now,
+    utc_now_iso,
+)
 
 __all__ = [
     "ATTEMPT_FIELDS",
@@ -49,6 +54,9 @@ __all__ = [
     "freshness",
     "merge",
     "parse_iso",
+    "parse_timestamp14",
     "to_iso",
+    "to_timestamp14",
+    "utc_now",
     "utc_now_iso",
 ]

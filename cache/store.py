@@ -37,7 +37,8 @@ import diskcache
 
 from .disk import SafeDisk
 from .errors import CacheError, NotFoundError, StableIdConflictError
-from .policy import merge, utc_now_iso
+from .policy import merge
+from .times import utc_now_iso
 from .records import SCHEMA_VERSION, Record, RecordFormatError
 
 __all__ = ["DEFAULT_HISTORY_LIMIT", "DEFAULT_TIMEOUT", "SnapshotCache"]
