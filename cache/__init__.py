@@ -1,8 +1,11 @@
 """snapcache's storage: records, their freshness and merge rules, and the durable store.
 
-This package knows nothing of the archive or HTTP; ``snapcache`` uses it, never the reverse.
+:class:`Store` is the contract every store keeps; :class:`SnapshotCache` (diskcache) is
+today's implementation. This package knows nothing of the archive or HTTP; ``snapcache``
+uses it, never the reverse.
 """
 
+from .contract import HistoryEntry, JSONValue, Store, StoreStats
 from .disk import SafeDisk
 from .errors import (
     CacheError,
@@ -40,6 +43,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "CacheError",
     "Freshness",
+    "HistoryEntry",
+    "JSONValue",
     "MergeResult",
     "NotFoundError",
     "Record",
@@ -49,6 +54,8 @@ __all__ = [
     "SnapshotCache",
     "StableIdConflictError",
     "Status",
+    "Store",
+    "StoreStats",
     "TTLs",
     "UnsafeCacheEntryError",
     "freshness",
