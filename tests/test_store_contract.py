@@ -565,8 +565,9 @@ def test_fetch_attempts_never_change_the_save_fields(store: Store) -> None:
     store.save_attempt(attempt(NTIA, "not_archived"), text=None, history_entry={})
     store.update_save(rid(NTIA), job_id="j", requested_at="2026-11-29T11:00:00Z",
                       status="pending")
-    for status in ("error", "ok", "not_archived"):
-        stored = store.save_attempt(attempt(NTIA, status), text=None, history_entry={})  # type: ignore[arg-type]
+    statuses: tuple[Status, ...] = ("error", "ok", "not_archived")
+    for status in statuses:
+        stored = store.save_attempt(attempt(NTIA, status), text=None, history_entry={})
         assert (stored.save_job_id, stored.save_status) == ("j", "pending")
 
 
