@@ -1,8 +1,11 @@
 """snapcache's storage: records, their freshness and merge rules, and the durable store.
 
-This package knows nothing of the archive or HTTP; ``fetcher`` uses it, never the reverse.
+:class:`Store` is the contract every store keeps; :class:`SnapshotCache` (diskcache) is
+today's implementation. This package knows nothing of the archive or HTTP; ``snapcache``
+uses it, never the reverse.
 """
 
+from .contract import HistoryEntry, JSONValue, Store, StoreStats
 from .disk import SafeDisk
 from .errors import (
     CacheError,
@@ -20,12 +23,17 @@ from .policy import (
     TTLs,
     freshness,
     merge,
-    parse_iso,
-    to_iso,
-    utc_now_iso,
 )
 from .records import FIELD_ORDER, SCHEMA_VERSION, Record, RecordFormatError, Status
 from .store import SnapshotCache
+from .times import (
+    parse_iso,
+    parse_timestamp14,
+    to_iso,
+    to_timestamp14,
+    utc_now,
+    utc_now_iso,
+)
 
 __all__ = [
     "ATTEMPT_FIELDS",
@@ -35,6 +43,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "CacheError",
     "Freshness",
+    "HistoryEntry",
+    "JSONValue",
     "MergeResult",
     "NotFoundError",
     "Record",
@@ -44,11 +54,16 @@ __all__ = [
     "SnapshotCache",
     "StableIdConflictError",
     "Status",
+    "Store",
+    "StoreStats",
     "TTLs",
     "UnsafeCacheEntryError",
     "freshness",
     "merge",
     "parse_iso",
+    "parse_timestamp14",
     "to_iso",
+    "to_timestamp14",
+    "utc_now",
     "utc_now_iso",
 ]

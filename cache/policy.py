@@ -1,8 +1,8 @@
 """Pure decisions about records: is one fresh, and what is stored after an attempt.
 
-Nothing here touches the disk, the network or the clock (``utc_now_iso`` is the one helper
-that reads the clock, for callers; the decisions take ``now`` as an argument), so every
-branch is tested with plain values.
+Nothing here touches the disk, the network or the clock (the decisions take ``now`` as an
+argument; time conversions live in :mod:`.times`), so every branch is tested with plain
+values. Nothing here depends on how or where records are stored.
 
 The core promise, implemented by :func:`merge`: a failed or worse attempt never overwrites a
 good record. The wiki that motivated snapcache lost good previews when a later fetch failed
@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from .records import FINAL_STATUSES, SCHEMA_VERSION, STATUSES, Record, Status
+from .times import parse_iso, require_aware, to_iso
 
 __all__ = [
     "ATTEMPT_FIELDS",
@@ -31,51 +32,7 @@ __all__ = [
     "TTLs",
     "freshness",
     "merge",
-    "parse_iso",
-    "to_iso",
-    "utc_now_iso",
 ]
-
-# --------------------------------------------------------------------------------------------
-# Time helpers. Records carry ISO 8601 UTC strings such as "2026-11-29T11:27:55Z".
-
-
-def utc_now_iso() -> str:
-    """Return the current UTC time as ``YYYY-MM-DDTHH:MM:SSZ`` (whole seconds)."""
-    return to_iso(datetime.now(UTC))
-
-
-def parse_iso(text: str) -> datetime:
-    """Parse an ISO 8601 timestamp with a time zone into a tz-aware UTC ``datetime``.
-
-    Accepts ``Z`` and numeric offsets (``+00:00``, and others, converted to UTC). Raises
-    ``ValueError`` for anything else, including timestamps without a time zone: guessing the
-    zone of a stored time could make a stale record look fresh.
-    """
-    if not isinstance(text, str):
-        raise ValueError(f"timestamp must be a string, not {type(text).__name__}")
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError as exc:
-        raise ValueError(f"not an ISO 8601 timestamp: {text!r}") from exc
-    if parsed.utcoffset() is None:
-        raise ValueError(f"timestamp {text!r} has no time zone")
-    return parsed.astimezone(UTC)
-
-
-def to_iso(moment: datetime) -> str:
-    """Format a tz-aware ``datetime`` as ``YYYY-MM-DDTHH:MM:SSZ`` in UTC (whole seconds)."""
-    _require_aware(moment, "moment")
-    plain = moment.astimezone(UTC).replace(microsecond=0, tzinfo=None)
-    return plain.isoformat() + "Z"
-
-
-def _require_aware(moment: datetime, name: str) -> None:
-    if not isinstance(moment, datetime):
-        raise TypeError(f"{name} must be a datetime, not {type(moment).__name__}")
-    if moment.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware (got naive {moment.isoformat()})")
-
 
 # --------------------------------------------------------------------------------------------
 # Freshness.
@@ -144,7 +101,7 @@ def freshness(
     neither sooner nor a month later. A record is stale from ``due_at`` on (inclusive).
     ``force`` makes every record stale (reason ``"forced"``). ``now`` must be tz-aware.
     """
-    _require_aware(now, "now")
+    require_aware(now, "now")
     if record is None:
         return Freshness(False, "missing", None)
     judged = _judge(record, now, ttls)

@@ -78,11 +78,6 @@ class Record:
         """Serialise to one line of JSON (UTF-8 safe, no ASCII escaping)."""
         return json.dumps(self.to_json_dict(), ensure_ascii=False, separators=(",", ":"))
 
-    @property
-    def has_capture(self) -> bool:
-        """True when the record holds a good (2xx) capture's fields."""
-        return self.status == "ok" and self.capture_timestamp is not None
-
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> Record:
         """Build a record from its JSON form, checking every field's type.

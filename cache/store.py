@@ -1,44 +1,38 @@
 """The durable store: one record per resource, its text, history, identity and aliases.
 
-Built on diskcache (SQLite), opened with :class:`~cache.disk.SafeDisk` so nothing is ever
-pickled or unpickled. Every key is a ``str`` and every value is text (JSON, or the extracted
-text itself):
-
-==================  ==============================================================
-``meta:schema``     JSON int: the schema version that wrote the cache
-``rec:<rid>``       the record, ``Record.to_json()``
-``ident:<rid>``     JSON ``{"stable_id", "url", "created_at"}``: written before the first
-                    attempt finishes so the stable ID is minted once
-``sid:<sid>``       JSON string: the resource ID holding that stable ID
-``url:<url>``       JSON string: the resource ID for a URL (current or alias)
-``alias:<rid>``     JSON list of earlier URLs of the resource, oldest first
-``text:<rid>``      the extracted text of the stored capture (plain ``str``)
-``hist:<rid>``      JSON list of attempt summaries, oldest first, at most ``history_limit``
-==================  ==============================================================
-
-Each write runs in one diskcache transaction (SQLite ``BEGIN IMMEDIATE``), so a crash leaves
-all of it or none of it, and read-merge-write is safe across processes sharing the folder.
-Values are kept inside the SQLite file (never as side files) so that rollback covers them too.
+Built on diskcache (SQLite); :mod:`.rows` describes the layout of the cache folder and
+reads its rows. Here are the rules of what is written when: each write runs in one diskcache
+transaction (SQLite ``BEGIN IMMEDIATE``), so a crash leaves all of it or none of it, and
+read-merge-write is safe across processes sharing the folder.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import re
-import stat
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final, Self
 
-import diskcache
-
-from .disk import SafeDisk
+from .contract import HistoryEntry, StoreStats
 from .errors import CacheError, NotFoundError, StableIdConflictError
-from .policy import merge, utc_now_iso
-from .records import SCHEMA_VERSION, Record, RecordFormatError
+from .identity import (
+    check_resource_id,
+    check_stable_id,
+    is_resource_id,
+    is_stable_id,
+    mint_unique,
+    url_key,
+    validated_json,
+)
+from .policy import merge
+from .records import Record
+from .rows import ALIAS, HIST, IDENT, REC, SID, TEXT, URL, Identity, Rows, dumps, prepare_directory
+from .times import utc_now_iso
+
+if TYPE_CHECKING:
+    from .contract import Store
 
 __all__ = ["DEFAULT_HISTORY_LIMIT", "DEFAULT_TIMEOUT", "SnapshotCache"]
 
@@ -49,44 +43,13 @@ DEFAULT_HISTORY_LIMIT: Final = 20
 #: Seconds a write waits for another process's transaction (diskcache's own default).
 DEFAULT_TIMEOUT: Final = 60.0
 
-#: diskcache's size limit and side-file threshold. This is a record store, not a cache that
-#: may forget: nothing is ever evicted, and no value is big enough to go to a side file
-#: (side files are written outside the SQLite transaction, so a rollback would not cover them).
-_UNLIMITED: Final = 2**62
-
-#: A ``mint`` callable that keeps returning taken IDs is broken; stop instead of spinning.
-_MAX_MINT_TRIES: Final = 100
-
-_SCHEMA_KEY: Final = "meta:schema"
-_REC: Final = "rec:"
-_IDENT: Final = "ident:"
-_SID: Final = "sid:"
-_URL: Final = "url:"
-_ALIAS: Final = "alias:"
-_TEXT: Final = "text:"
-_HIST: Final = "hist:"
-
-# Same shapes as fetcher.ids (which cache may not import): a resource ID is 16 lowercase hex
-# digits of SHA-256; a stable ID is sid_ + 10 alphanumerics, or the bare 10 of older data.
-_RID_RE: Final = re.compile(r"[0-9a-f]{16}")
-_SID_RE: Final = re.compile(r"(?:sid_)?[A-Za-z0-9]{10}")
-
-
-@dataclass(frozen=True, slots=True)
-class _Identity:
-    stable_id: str
-    url: str
-    created_at: str | None
-
-    def to_json(self) -> str:
-        return _dumps({"stable_id": self.stable_id, "url": self.url, "created_at": self.created_at})
-
 
 class SnapshotCache:
     """Records, texts and histories of cited resources, in one cache folder.
 
-    Safe to share between processes (and between threads, each using its own SQLite
-    connection). Use as a context manager, or call :meth:`close`.
+    Implements :class:`~snapcache.cache.contract.Store` (see there for the guarantees).
+    Safe to share between processes, and between threads (diskcache gives each thread its
+    own SQLite connection). Use as a context manager, or call :meth:`close`.
     """
 
     def __init__(
@@ -109,24 +72,8 @@ class SnapshotCache:
             raise ValueError("history_limit must be >= 0")
         self._path = Path(os.fspath(path)).expanduser()
         self._history_limit = history_limit
-        self._timeout = float(timeout)
-        self._closed = False
-        _prepare_directory(self._path)
-        self._cache: Any = diskcache.Cache(
-            str(self._path),
-            disk=SafeDisk,
-            timeout=self._timeout,
-            statistics=False,
-            eviction_policy="none",
-            size_limit=_UNLIMITED,
-            cull_limit=0,
-            disk_min_file_size=_UNLIMITED,
-        )
-        try:
-            self._check_schema()
-        except BaseException:
-            self._cache.close()
-            raise
+        prepare_directory(self._path)
+        self._rows = Rows(self._path, timeout=float(timeout), label=repr(self))
 
     # ---------------------------------------------------------------------------------------
     # Lifecycle
@@ -139,7 +86,12 @@ class SnapshotCache:
     @property
     def directory(self) -> str:
         """The cache folder as a string (as diskcache reports it)."""
-        return str(self._cache.directory)
+        return self._rows.directory
+
+    @property
+    def location(self) -> str:
+        """The cache folder as a string (see :attr:`path`)."""
+        return str(self._path)
 
     @property
     def history_limit(self) -> int:
@@ -148,13 +100,14 @@ class SnapshotCache:
 
     def close(self) -> None:
         """Close this thread's SQLite connection; the object must not be used afterwards."""
-        self._closed = True
-        self._cache.close()
+        self._rows.close()
 
-    def __enter__(self) -> SnapshotCache:
+    def __enter__(self) -> Self:
+        """Return the cache itself, closed when the ``with`` block ends."""
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """Close the cache."""
         self.close()
 
     def __repr__(self) -> str:
@@ -168,20 +121,20 @@ class SnapshotCache:
 
         Raises :class:`RecordFormatError` (naming the resource ID) for a corrupt record.
         """
-        return self._load_record(resource_id)
+        return self._rows.record(resource_id)
 
     def by_stable_id(self, sid: str) -> Record | None:
         """Return the record holding stable ID ``sid`` (exactly as stored), or ``None``."""
-        rid = self._owner(_SID + sid.strip())
-        return None if rid is None else self._load_record(rid)
+        rid = self._rows.owner(SID + sid.strip())
+        return None if rid is None else self._rows.record(rid)
 
     def by_url(self, url: str) -> Record | None:
         """Return the record for ``url`` (stripped, else exact) or any of its aliases."""
         key = url.strip()
         if not key:
             return None
-        rid = self._owner(_URL + key)
-        return None if rid is None else self._load_record(rid)
+        rid = self._rows.owner(URL + key)
+        return None if rid is None else self._rows.record(rid)
 
     def resource_id_for_url(self, url: str) -> str | None:
         """Return the resource ID a URL (current or alias) is bound to, or ``None``.
@@ -191,18 +144,18 @@ class SnapshotCache:
         before hashing a URL themselves.
         """
         key = url.strip()
-        return self._owner(_URL + key) if key else None
+        return self._rows.owner(URL + key) if key else None
 
     def lookup(self, ident: str) -> Record | None:
         """Find a record by resource ID, stable ID (``sid_...`` or bare), URL or alias."""
         text = ident.strip()
         if not text:
             return None
-        if _RID_RE.fullmatch(text):
+        if is_resource_id(text):
             found = self.get(text)
             if found is not None:
                 return found
-        if _SID_RE.fullmatch(text):
+        if is_stable_id(text):
             found = self.by_stable_id(text)
             if found is not None:
                 return found
@@ -210,44 +163,65 @@ class SnapshotCache:
 
     def get_text(self, resource_id: str) -> str | None:
         """Return the extracted text of the stored capture, or ``None`` if there is none."""
-        return self._raw(_TEXT + resource_id)
+        return self._rows.text(TEXT + resource_id)
 
-    def history(self, resource_id: str) -> list[dict[str, Any]]:
+    def history(self, resource_id: str) -> list[HistoryEntry]:
         """Return the attempt summaries of a resource, oldest first."""
-        return self._load_history(resource_id)
+        return self._rows.history(resource_id)
 
     def aliases(self, resource_id: str) -> list[str]:
         """Return the earlier URLs of a resource, oldest first (still found by ``by_url``)."""
-        return self._load_aliases(resource_id)
+        return self._rows.aliases(resource_id)
 
     def stable_id(self, resource_id: str) -> str | None:
         """Return the stable ID bound to a resource, even before its first record exists."""
-        ident = self._load_ident(resource_id)
+        ident = self._rows.identity(resource_id)
         if ident is not None:
             return ident.stable_id
-        record = self._load_record(resource_id)
+        record = self._rows.record(resource_id)
         return None if record is None else record.stable_id
 
-    def records(self) -> Iterator[Record]:
-        """Yield every record (in key order).
+    def records(self, *, statuses: Collection[str] | None = None) -> Iterator[Record]:
+        """Yield every record in resource-ID order (diskcache iterates keys sorted).
 
+        With ``statuses``, only records whose ``status`` or ``last_outcome`` is one of them.
         A corrupt record raises :class:`RecordFormatError` naming its resource ID rather than
         being skipped: an export that silently drops records is worse than one that stops.
         """
-        for rid in self._record_ids():
-            record = self._load_record(rid)
-            if record is not None:  # deleted by another process meanwhile
+        wanted = frozenset(statuses) if statuses else None
+        for rid in self._rows.record_ids():
+            record = self._rows.record(rid)
+            if record is None:  # deleted by another process meanwhile
+                continue
+            if wanted is None or record.status in wanted or record.last_outcome in wanted:
                 yield record
 
     def __iter__(self) -> Iterator[Record]:
+        """Yield every record, as :meth:`records` does."""
         return self.records()
 
     def __len__(self) -> int:
         """Return the number of records (resources with at least one finished attempt)."""
-        return sum(1 for _ in self._record_ids())
+        return sum(1 for _ in self._rows.record_ids())
 
     def __contains__(self, resource_id: object) -> bool:
-        return isinstance(resource_id, str) and self._raw(_REC + resource_id) is not None
+        """True when ``resource_id`` is a string and that resource has a record."""
+        return isinstance(resource_id, str) and self._rows.text(REC + resource_id) is not None
+
+    def stats(self) -> StoreStats:
+        """Count records per status and find the oldest and newest fetch (one pass)."""
+        counts: Counter[str] = Counter()
+        fetched: list[str] = []
+        for record in self.records():
+            counts[record.status] += 1
+            if record.fetched_at:
+                fetched.append(record.fetched_at)
+        return StoreStats(
+            records=sum(counts.values()),
+            outcomes=dict(sorted(counts.items())),
+            oldest_fetch=min(fetched) if fetched else None,
+            newest_fetch=max(fetched) if fetched else None,
+        )
 
     # ---------------------------------------------------------------------------------------
     # Writes (each one transaction)
@@ -270,11 +244,11 @@ class SnapshotCache:
         a new resource; for a known one it is ignored (use :meth:`move` to change it). Raises
         :class:`CacheError` if ``url`` already belongs to another resource.
         """
-        _check_rid(resource_id)
+        check_resource_id(resource_id)
         if stable_id is not None:
-            _check_sid(stable_id)
-        url_key = _url_key(url)
-        with self._transaction():
+            check_stable_id(stable_id)
+        key = url_key(url)
+        with self._rows.transaction():
             existing = self._bound_identity(resource_id)
             if existing is not None:
                 if stable_id is not None and stable_id != existing.stable_id:
@@ -286,20 +260,20 @@ class SnapshotCache:
                         requested=stable_id,
                     )
                 return existing.stable_id
-            self._check_url_free(url_key, resource_id)
+            self._check_url_free(key, resource_id)
             if stable_id is not None:
                 self._check_sid_free(stable_id, resource_id)
                 sid = stable_id
             else:
-                sid = self._mint_unique(mint)
-            ident = _Identity(stable_id=sid, url=url_key, created_at=utc_now_iso())
-            self._set(_IDENT + resource_id, ident.to_json())
-            self._set(_SID + sid, _dumps(resource_id))
-            self._set(_URL + url_key, _dumps(resource_id))
+                sid = mint_unique(mint, taken=lambda c: self._rows.owner(SID + c) is not None)
+            ident = Identity(stable_id=sid, url=key, created_at=utc_now_iso())
+            self._rows.set(IDENT + resource_id, ident.to_json())
+            self._rows.set(SID + sid, dumps(resource_id))
+            self._rows.set(URL + key, dumps(resource_id))
             return sid
 
     def save_attempt(
-        self, new: Record, *, text: str | None, history_entry: dict[str, Any]
+        self, new: Record, *, text: str | None, history_entry: Mapping[str, object]
     ) -> Record:
         """Store the outcome of one attempt and return the record now stored.
 
@@ -312,14 +286,13 @@ class SnapshotCache:
         entries are kept.
         """
         rid = new.resource_id
-        _check_rid(rid)
+        check_resource_id(rid)
         if text is not None and not isinstance(text, str):
             raise TypeError(f"text must be str or None, not {type(text).__name__}")
-        if not isinstance(history_entry, dict):
-            raise TypeError("history_entry must be a dict")
-        with self._transaction():
-            old = self._load_record(rid)
-            ident = self._load_ident(rid)
+        _check_entry(history_entry)
+        with self._rows.transaction():
+            old = self._rows.record(rid)
+            ident = self._rows.identity(rid)
             if old is None:
                 if ident is not None:
                     new = replace(
@@ -329,30 +302,28 @@ class SnapshotCache:
                         created_at=ident.created_at or new.created_at,
                     )
                 else:
-                    _check_sid(new.stable_id)
+                    check_stable_id(new.stable_id)
                     self._check_sid_free(new.stable_id, rid)
-                    self._check_url_free(_url_key(new.url), rid)
+                    self._check_url_free(url_key(new.url), rid)
             result = merge(old, new)
             stored = result.record
-            record_json = _validated_json(stored)
-            history = self._load_history(rid)
-            history.append(history_entry)
-            # Slicing with -0 would keep everything, so a zero limit is its own case.
-            kept = history[-self._history_limit :] if self._history_limit else []
-            history_json = _dumps(kept)  # TypeError here rolls back before anything is written
+            # Both serialised before the first write (a failure rolls back anyway, but this
+            # way nothing is even attempted).
+            record_json = validated_json(stored)
+            history_json = self._history_with(rid, history_entry)
 
             if ident is None:
-                ident = _Identity(stored.stable_id, stored.url, stored.created_at)
-                self._set(_IDENT + rid, ident.to_json())
-            self._set(_SID + stored.stable_id, _dumps(rid))
-            self._set(_URL + _url_key(stored.url), _dumps(rid))
-            self._set(_REC + rid, record_json)
+                ident = Identity(stored.stable_id, stored.url, stored.created_at)
+                self._rows.set(IDENT + rid, ident.to_json())
+            self._rows.set(SID + stored.stable_id, dumps(rid))
+            self._rows.set(URL + url_key(stored.url), dumps(rid))
+            self._rows.set(REC + rid, record_json)
             if result.replaced_capture:
                 if text is None:
-                    self._cache.delete(_TEXT + rid)
+                    self._rows.delete(TEXT + rid)
                 else:
-                    self._set(_TEXT + rid, text)
-            self._set(_HIST + rid, history_json)
+                    self._rows.set(TEXT + rid, text)
+            self._rows.set(HIST + rid, history_json)
             return stored
 
     def update_save(
@@ -362,15 +333,18 @@ class SnapshotCache:
         job_id: str | None,
         requested_at: str | None,
         status: str | None,
-        history_entry: dict[str, Any] | None = None,
+        history_entry: Mapping[str, object] | None = None,
     ) -> Record:
         """Set a record's Save Page Now fields (and nothing else), in one transaction.
 
+        ``history_entry``, if given, is appended to the history as in :meth:`save_attempt`.
         Raises :class:`NotFoundError` when the resource has no record yet.
         """
-        _check_rid(resource_id)
-        with self._transaction():
-            record = self._load_record(resource_id)
+        check_resource_id(resource_id)
+        if history_entry is not None:
+            _check_entry(history_entry)
+        with self._rows.transaction():
+            record = self._rows.record(resource_id)
             if record is None:
                 raise NotFoundError(f"resource {resource_id} has no record yet")
             updated = replace(
@@ -380,12 +354,13 @@ class SnapshotCache:
                 save_requested_at=requested_at,
                 save_status=status,
             )
-            self._set(_REC + resource_id, _validated_json(updated))
-            if history_entry is not None:
-                history = self._load_history(resource_id)
-                history.append(history_entry)
-                kept = history[-self._history_limit :] if self._history_limit else []
-                self._set(_HIST + resource_id, _dumps(kept))
+            record_json = validated_json(updated)
+            history_json = (
+                None if history_entry is None else self._history_with(resource_id, history_entry)
+            )
+            self._rows.set(REC + resource_id, record_json)
+            if history_json is not None:
+                self._rows.set(HIST + resource_id, history_json)
             return updated
 
     def move(self, old_url: str, new_url: str) -> Record:
@@ -396,190 +371,72 @@ class SnapshotCache:
         no record has ``old_url``, and :class:`CacheError` if ``new_url`` belongs to another
         resource. Moving to the current URL changes nothing.
         """
-        old_key = _url_key(old_url)
-        new_key = _url_key(new_url)
-        with self._transaction():
-            rid = self._owner(_URL + old_key)
+        old_key = url_key(old_url)
+        new_key = url_key(new_url)
+        with self._rows.transaction():
+            rid = self._rows.owner(URL + old_key)
             if rid is None:
                 raise NotFoundError(f"no resource has the URL {old_key!r}")
-            record = self._load_record(rid)
+            record = self._rows.record(rid)
             if record is None:
                 raise NotFoundError(f"resource {rid} ({old_key!r}) has no record yet")
             self._check_url_free(new_key, rid)
             current = record.url.strip()
             if new_key == current:
                 return record
-            aliases = [a for a in self._load_aliases(rid) if a != new_key]
+            aliases = [a for a in self._rows.aliases(rid) if a != new_key]
             if current not in aliases:
                 aliases.append(current)
             moved = replace(record, url=new_key, redirects=list(record.redirects))
-            ident = self._load_ident(rid)
-            ident = _Identity(
+            ident = self._rows.identity(rid)
+            ident = Identity(
                 stable_id=record.stable_id,
                 url=new_key,
                 created_at=ident.created_at if ident is not None else record.created_at,
             )
-            self._set(_REC + rid, _validated_json(moved))
-            self._set(_IDENT + rid, ident.to_json())
-            self._set(_URL + new_key, _dumps(rid))
-            self._set(_URL + current, _dumps(rid))
-            self._set(_ALIAS + rid, _dumps(aliases))
+            self._rows.set(REC + rid, validated_json(moved))
+            self._rows.set(IDENT + rid, ident.to_json())
+            self._rows.set(URL + new_key, dumps(rid))
+            self._rows.set(URL + current, dumps(rid))
+            self._rows.set(ALIAS + rid, dumps(aliases))
             return moved
 
     # ---------------------------------------------------------------------------------------
     # Internals
 
-    @property
-    def _c(self) -> Any:
-        if self._closed:
-            raise CacheError(f"{self!r} is closed")
-        return self._cache
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One SQLite write transaction; a lock held too long becomes a CacheError."""
-        try:
-            with self._c.transact():
-                yield
-        except diskcache.Timeout as exc:
-            raise CacheError(
-                f"cache {str(self._path)!r} stayed locked by another writer for more than "
-                f"{self._timeout:g} s; retry later"
-            ) from exc
-
-    def _check_schema(self) -> None:
-        with self._transaction():
-            raw = self._raw(_SCHEMA_KEY)
-            if raw is None:
-                # An empty folder becomes a snapcache cache; someone else's diskcache must
-                # not be silently adopted (its rows would be read as ours).
-                if len(self._cache) > 0:
-                    raise CacheError(
-                        f"{str(self._path)!r} holds a diskcache that is not a snapcache cache "
-                        f"(no {_SCHEMA_KEY!r} entry); choose another folder"
-                    )
-                self._set(_SCHEMA_KEY, _dumps(SCHEMA_VERSION))
-                return
-            try:
-                version = json.loads(raw)
-            except ValueError:
-                version = raw
-            if isinstance(version, bool) or not isinstance(version, int):
-                raise CacheError(f"cache {str(self._path)!r} has an invalid schema entry {raw!r}")
-            if version > SCHEMA_VERSION:
-                raise CacheError(
-                    f"cache {str(self._path)!r} was written by schema version {version}, newer "
-                    f"than this snapcache's schema version {SCHEMA_VERSION}; upgrade snapcache"
-                )
-            if version < SCHEMA_VERSION:
-                # No older schema exists yet; a future bump adds its migration here.
-                raise CacheError(
-                    f"cache {str(self._path)!r} has schema version {version}, and no migration "
-                    f"to schema version {SCHEMA_VERSION} exists"
-                )
-
-    def _raw(self, key: str) -> str | None:
-        """Return the text stored under ``key`` or ``None``; other value types are corrupt."""
-        value = self._c.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise CacheError(f"cache entry {key!r} holds {type(value).__name__}, not text")
-        return value
-
-    def _json(self, key: str) -> Any:
-        raw = self._raw(key)
-        if raw is None:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise CacheError(f"cache entry {key!r} is not valid JSON: {exc}") from exc
-
-    def _set(self, key: str, value: str) -> None:
-        self._c.set(key, value)
-
-    def _owner(self, key: str) -> str | None:
-        """Return the resource ID an index entry (``sid:``/``url:``) points to."""
-        value = self._json(key)
-        if value is not None and not isinstance(value, str):
-            raise CacheError(f"cache index entry {key!r} is not a resource ID")
-        return value
-
-    def _load_record(self, rid: str) -> Record | None:
-        raw = self._c.get(_REC + rid)
-        if raw is None:
-            return None
-        if not isinstance(raw, str):
-            raise RecordFormatError(f"record {rid}: stored as {type(raw).__name__}, not text")
-        try:
-            record = Record.from_json(raw)
-        except RecordFormatError as exc:
-            raise RecordFormatError(f"record {rid}: {exc}") from exc
-        if record.resource_id != rid:
-            raise RecordFormatError(
-                f"record {rid}: stored under the wrong key (its resource_id is "
-                f"{record.resource_id})"
-            )
-        return record
-
-    def _load_ident(self, rid: str) -> _Identity | None:
-        data = self._json(_IDENT + rid)
-        if data is None:
-            return None
-        if (
-            not isinstance(data, dict)
-            or not isinstance(data.get("stable_id"), str)
-            or not isinstance(data.get("url"), str)
-            or not isinstance(data.get("created_at"), str | None)
-        ):
-            raise CacheError(f"identity entry of resource {rid} is corrupt: {data!r}")
-        return _Identity(data["stable_id"], data["url"], data.get("created_at"))
-
-    def _bound_identity(self, rid: str) -> _Identity | None:
+    def _bound_identity(self, rid: str) -> Identity | None:
         """The identity of ``rid``: its ident entry, or (for older data) its record's."""
-        ident = self._load_ident(rid)
+        ident = self._rows.identity(rid)
         if ident is not None:
             return ident
-        record = self._load_record(rid)
+        record = self._rows.record(rid)
         if record is None:
             return None
-        ident = _Identity(record.stable_id, record.url, record.created_at)
-        self._set(_IDENT + rid, ident.to_json())
+        ident = Identity(record.stable_id, record.url, record.created_at)
+        self._rows.set(IDENT + rid, ident.to_json())
         return ident
 
-    def _load_history(self, rid: str) -> list[dict[str, Any]]:
-        data = self._json(_HIST + rid)
-        if data is None:
-            return []
-        if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
-            raise CacheError(f"history of resource {rid} is corrupt")
-        return data
+    def _history_with(self, rid: str, entry: Mapping[str, object]) -> str:
+        """The JSON of ``rid``'s history with ``entry`` appended, trimmed to the limit.
 
-    def _load_aliases(self, rid: str) -> list[str]:
-        data = self._json(_ALIAS + rid)
-        if data is None:
-            return []
-        if not isinstance(data, list) or not all(isinstance(a, str) for a in data):
-            raise CacheError(f"alias list of resource {rid} is corrupt")
-        return data
+        Raises ``TypeError`` for an entry JSON cannot hold, before anything is written.
+        """
+        history: list[object] = list(self._rows.history(rid))
+        history.append(dict(entry))
+        # Slicing with -0 would keep everything, so a zero limit is its own case.
+        kept = history[-self._history_limit :] if self._history_limit else []
+        return dumps(kept)
 
-    def _record_ids(self) -> Iterator[str]:
-        # Keys only: values are read (and checked) one at a time by the caller.
-        for key in self._c.iterkeys():
-            if isinstance(key, str) and key.startswith(_REC):
-                yield key[len(_REC) :]
-
-    def _check_url_free(self, url_key: str, rid: str) -> None:
-        owner = self._owner(_URL + url_key)
+    def _check_url_free(self, key: str, rid: str) -> None:
+        owner = self._rows.owner(URL + key)
         if owner is not None and owner != rid:
             raise CacheError(
-                f"URL {url_key!r} already belongs to resource {owner}, not {rid}; "
+                f"URL {key!r} already belongs to resource {owner}, not {rid}; "
                 f"look it up with by_url()"
             )
 
     def _check_sid_free(self, sid: str, rid: str) -> None:
-        owner = self._owner(_SID + sid)
+        owner = self._rows.owner(SID + sid)
         if owner is not None and owner != rid:
             raise StableIdConflictError(
                 f"stable ID {sid} is already held by resource {owner}; "
@@ -590,58 +447,14 @@ class SnapshotCache:
                 other_resource_id=owner,
             )
 
-    def _mint_unique(self, mint: Callable[[], str]) -> str:
-        for _ in range(_MAX_MINT_TRIES):
-            candidate = mint()
-            _check_sid(candidate)
-            if self._owner(_SID + candidate) is None:
-                return candidate
-        raise CacheError(
-            f"mint() returned only stable IDs already in use ({_MAX_MINT_TRIES} tries)"
-        )
+
+def _check_entry(entry: Mapping[str, object]) -> None:
+    if not isinstance(entry, Mapping):
+        raise TypeError(f"history_entry must be a mapping, not {type(entry).__name__}")
 
 
-def _prepare_directory(directory: Path) -> None:
-    """Create the cache folder private to the user (0700), tightening an existing one."""
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except FileExistsError as exc:
-        raise CacheError(f"{str(directory)!r} exists and is not a folder") from exc
-    info = directory.stat()
-    getuid = getattr(os, "getuid", None)  # absent on Windows, where modes mean little
-    # mkdir's mode is filtered by the umask, and an existing folder may be group-readable.
-    if getuid is not None and info.st_uid == getuid() and stat.S_IMODE(info.st_mode) != 0o700:
-        os.chmod(directory, 0o700)
+if TYPE_CHECKING:
 
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _validated_json(record: Record) -> str:
-    """Serialise a record, proving it reads back under the current schema before it is stored."""
-    text = record.to_json()
-    try:
-        Record.from_json(text)
-    except RecordFormatError as exc:
-        raise RecordFormatError(f"record {record.resource_id}: refusing to store: {exc}") from exc
-    return text
-
-
-def _url_key(url: str) -> str:
-    if not isinstance(url, str):
-        raise TypeError(f"url must be str, not {type(url).__name__}")
-    key = url.strip()
-    if not key:
-        raise ValueError("url must not be empty")
-    return key
-
-
-def _check_rid(rid: str) -> None:
-    if not isinstance(rid, str) or not _RID_RE.fullmatch(rid):
-        raise ValueError(f"not a resource ID (16 lowercase hex digits): {rid!r}")
-
-
-def _check_sid(sid: str) -> None:
-    if not isinstance(sid, str) or not _SID_RE.fullmatch(sid):
-        raise ValueError(f"not a stable ID (sid_ + 10 letters/digits, or bare 10): {sid!r}")
+    def _implements_the_contract(cache: SnapshotCache) -> Store:
+        # mypy proves here that SnapshotCache has every method of Store, typed alike.
+        return cache

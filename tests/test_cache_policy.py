@@ -1,4 +1,4 @@
-"""Exhaustive tests of cache.policy: freshness, merge and the time helpers. No I/O."""
+"""Exhaustive tests of cache.policy: freshness and merge. No I/O (time helpers: test_times)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from snapcache.cache import (
     TTLs,
     freshness,
     merge,
-    parse_iso,
-    utc_now_iso,
+    to_iso,
 )
 from snapcache.cache.policy import (
     ATTEMPT_FIELDS,
@@ -26,7 +25,6 @@ from snapcache.cache.policy import (
     MAX_CLOCK_SKEW,
     SAVE_FIELDS,
     MergeResult,
-    to_iso,
 )
 from snapcache.cache.records import STATUSES
 
@@ -83,56 +81,6 @@ def test_field_groups_partition_every_record_field() -> None:
     flat = [name for group in groups for name in group]
     assert len(flat) == len(set(flat)), "a field is in two groups"
     assert set(flat) == set(FIELD_ORDER), "a record field is missing from the merge groups"
-
-
-# ---------------------------------------------------------------------------------------------
-# Time helpers
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "2026-11-29T11:27:55Z",
-        "2026-11-29T11:27:55+00:00",
-        "2026-11-29T12:27:55+01:00",
-        "2026-11-29T06:27:55-05:00",
-        " 2026-11-29T11:27:55Z ",
-    ],
-)
-def test_parse_iso_returns_aware_utc(text: str) -> None:
-    parsed = parse_iso(text)
-    assert parsed == datetime(2026, 11, 29, 11, 27, 55, tzinfo=UTC)
-    assert parsed.utcoffset() == timedelta(0)
-
-
-@pytest.mark.parametrize(
-    "text", ["2026-11-29T11:27:55", "2026-11-29", "yesterday", "", "20261129112755"]
-)
-def test_parse_iso_rejects_naive_and_malformed_timestamps(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_iso(text)
-
-
-def test_parse_iso_rejects_non_strings() -> None:
-    with pytest.raises(ValueError):
-        parse_iso(12345)  # type: ignore[arg-type]
-
-
-def test_to_iso_formats_utc_whole_seconds() -> None:
-    moment = datetime(2026, 11, 29, 12, 27, 55, 987654, tzinfo=timezone(timedelta(hours=1)))
-    assert to_iso(moment) == "2026-11-29T11:27:55Z"
-
-
-def test_to_iso_rejects_naive_datetimes() -> None:
-    with pytest.raises(ValueError):
-        to_iso(datetime(2026, 11, 29))
-
-
-def test_utc_now_iso_round_trips_through_parse_iso() -> None:
-    text = utc_now_iso()
-    assert text.endswith("Z") and len(text) == len("2026-11-29T11:27:55Z")
-    assert abs(parse_iso(text) - datetime.now(UTC)) < timedelta(seconds=5)
-    assert to_iso(parse_iso(text)) == text
 
 
 # ---------------------------------------------------------------------------------------------
