@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from snapcache import Fetcher
 from snapcache.errors import DeferredError, DisallowedHostError, RateLimitedError, TransientError
-from snapcache.transport import RateLimiter, Transport
+from snapcache.transport import Pool, RateLimiter, Transport
 
 from tests.conftest import emulator_config
 from tests.docgen import html_page
@@ -84,10 +84,11 @@ def test_requests_to_hosts_outside_the_configuration_are_refused(tmp_path: Path)
         transport = Transport(config)
         try:
             with pytest.raises(DisallowedHostError):
-                await transport.get("http://127.0.0.2:9/x", "playback", want_body=lambda s, h: -1)
+                await transport.request("GET", "http://127.0.0.2:9/x", Pool.PLAYBACK,
+                                        want_body=lambda s, h: -1)
             with pytest.raises(DisallowedHostError):
-                await transport.get("https://web.archive.org/web/x", "playback",
-                                    want_body=lambda s, h: -1)
+                await transport.request("GET", "https://web.archive.org/web/x", Pool.PLAYBACK,
+                                        want_body=lambda s, h: -1)
         finally:
             await transport.aclose()
 
@@ -95,11 +96,11 @@ def test_requests_to_hosts_outside_the_configuration_are_refused(tmp_path: Path)
 
 
 def _acquire_many(path: str, n: int, rate: float, out: Any) -> None:
-    limiter = RateLimiter(Path(path), {"playback": rate})
+    limiter = RateLimiter(Path(path), {Pool.PLAYBACK: rate})
 
     async def go() -> None:
         for _ in range(n):
-            await limiter.acquire("archive", "playback", max_wait=60)
+            await limiter.acquire("archive", Pool.PLAYBACK, max_wait=60)
             out.put(time.time())
 
     asyncio.run(go())
@@ -111,7 +112,7 @@ def test_the_rate_limit_is_shared_by_processes_on_the_same_state_file(tmp_path: 
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     path = str(tmp_path / "rl.sqlite")
-    RateLimiter(Path(path), {"playback": rate})
+    RateLimiter(Path(path), {Pool.PLAYBACK: rate})
     procs = [ctx.Process(target=_acquire_many, args=(path, 20, rate, queue)) for _ in range(2)]
     for p in procs:
         p.start()
@@ -129,14 +130,14 @@ def test_the_rate_limit_is_shared_by_processes_on_the_same_state_file(tmp_path: 
 
 def test_a_429_pauses_the_pool_for_every_process(tmp_path: Path) -> None:
     path = tmp_path / "rl.sqlite"
-    one = RateLimiter(path, {"cdx": 24.0})
-    other = RateLimiter(path, {"cdx": 24.0})
-    one.pause("archive", "cdx", 30.0)
-    assert 29 < other.paused_for("archive", "cdx") <= 30
+    one = RateLimiter(path, {Pool.CDX: 24.0})
+    other = RateLimiter(path, {Pool.CDX: 24.0})
+    one.pause("archive", Pool.CDX, 30.0)
+    assert 29 < other.paused_for("archive", Pool.CDX) <= 30
 
     async def go() -> None:
         with pytest.raises(DeferredError):
-            await other.acquire("archive", "cdx", max_wait=5)
+            await other.acquire("archive", Pool.CDX, max_wait=5)
 
     asyncio.run(go())
 

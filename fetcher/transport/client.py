@@ -7,8 +7,11 @@ It knows nothing of captures; the archive layer classifies what comes back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import types
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeVar
@@ -26,8 +29,8 @@ from tenacity import (
 from ..capture import header_map, netloc_of
 from ..config import Config
 from ..errors import DeferredError, DisallowedHostError, RateLimitedError, TransientError
-from .body import FULL, HEAD_BYTES, BodySink, Inflater, Response, wants_inflate
-from .limits import POOLS, RateLimiter, per_host_budgets
+from .body import Response, read_body
+from .limits import Pool, RateLimiter, as_pool
 
 T = TypeVar("T")
 
@@ -45,22 +48,71 @@ _NO_CONNECTION: Final = (
     httpx.RemoteProtocolError,
 )
 
+WantBody = Callable[[int, dict[str, str]], int]
+"""``want_body(status, headers)``: how many body bytes to read (:data:`FULL`: all of it)."""
+
+# --- how long a request may wait ---------------------------------------------------------
+
+_MAX_WAIT: ContextVar[float | None] = ContextVar("snapcache_max_wait", default=None)
+
+
+@contextlib.contextmanager
+def wait_at_most(seconds: float) -> Iterator[None]:
+    """Within this block, a request waits at most ``seconds`` for a rate token or for a 429
+    pause to end, then raises :class:`DeferredError` instead of sleeping on.
+
+    The scope belongs to the current task: asyncio tasks created inside the block inherit
+    it, other tasks are not affected, and no transport changes. The innermost block wins.
+    Outside any block a transport waits at most its ``rates.max_wait``.
+    """
+    if not seconds >= 0:  # also refuses NaN
+        raise ValueError(f"wait_at_most needs a number of seconds >= 0, got {seconds!r}")
+    token = _MAX_WAIT.set(float(seconds))
+    try:
+        yield
+    finally:
+        _MAX_WAIT.reset(token)
+
+
+# --- counting --------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class Stats:
-    """Requests made by this transport, per pool."""
+    """What this transport did so far (counters it updates as it goes).
+
+    Read a consistent copy with :meth:`Transport.stats_snapshot`.
+    """
 
     requests: Counter[str] = field(default_factory=Counter)
+    """Requests sent (or attempted), per pool name."""
     rate_limited: int = 0
+    """The archive's own 429s met."""
     retries: int = 0
-    #: Connection failures right after a 429, taken for a firewall block (long pause).
+    pauses: int = 0
+    """Pauses this transport started: one per 429 met, one per firewall block."""
     firewall_pauses: int = 0
+    """Connection failures right after a 429, taken for a firewall block (long pause)."""
 
+
+@dataclass(frozen=True, slots=True)
+class TransportStats:
+    """A snapshot of :class:`Stats` that later requests do not change."""
+
+    requests: Mapping[str, int]
+    """Requests per pool name (``cdx``, ``playback``, ``save``, ``save_status``)."""
+    rate_limited: int
+    retries: int
+    pauses: int
+    firewall_pauses: int
+
+
+# --- the client ------------------------------------------------------------------------
 
 
 class Transport:
-    """Sends GET requests to the configured archive hosts, politely."""
+    """Sends requests to the configured archive hosts, politely: each one on a declared
+    :class:`Pool`, after taking that pool's rate token."""
 
     def __init__(
         self,
@@ -68,19 +120,11 @@ class Transport:
         *,
         limiter: RateLimiter | None = None,
         client: httpx.AsyncClient | None = None,
+        tmpdir: Path | None = None,
     ) -> None:
         self.config = config
         self.allowed = config.allowed_hosts
-        self.limiter = limiter or RateLimiter(
-            config.rate_state_path,
-            {
-                "cdx": config.rates.cdx_per_minute,
-                "playback": config.rates.playback_per_minute,
-                "availability": config.rates.availability_per_minute,
-                "save": config.save.per_minute,
-            },
-            per_host_budgets(config),
-        )
+        self.limiter = limiter or RateLimiter.from_config(config)
         a = config.archive
         self.client = client or httpx.AsyncClient(
             follow_redirects=False,
@@ -90,9 +134,35 @@ class Transport:
             trust_env=False,
         )
         self.stats = Stats()
-        self.tmpdir: Path | None = None
-        #: Longest wait for a token or a pause; a batch run sets its --max-wait here.
-        self.max_wait = config.rates.max_wait
+        #: Where bodies too large for memory spill (see :data:`SPILL_BYTES`).
+        self.tmpdir: Path = tmpdir if tmpdir is not None else config.cache_path / "tmp"
+
+    @property
+    def max_wait(self) -> float:
+        """Longest a request made now waits for a token or a pause: the innermost
+        :func:`wait_at_most` of this task, else ``rates.max_wait``.
+
+        Transitional: assigning it sets this task's scope (what :func:`wait_at_most` does),
+        never the transport, and is kept only until the run layer uses
+        :func:`wait_at_most`.
+        """
+        scoped = _MAX_WAIT.get()
+        return self.config.rates.max_wait if scoped is None else scoped
+
+    @max_wait.setter
+    def max_wait(self, seconds: float) -> None:
+        _MAX_WAIT.set(seconds)
+
+    def stats_snapshot(self) -> TransportStats:
+        """What this transport has done so far, frozen."""
+        s = self.stats
+        return TransportStats(
+            requests=types.MappingProxyType(dict(s.requests)),
+            rate_limited=s.rate_limited,
+            retries=s.retries,
+            pauses=s.pauses,
+            firewall_pauses=s.firewall_pauses,
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -104,42 +174,52 @@ class Transport:
             raise DisallowedHostError(f"refusing to contact {netloc or url!r}: not an archive host")
         return netloc
 
-    async def get(
+    async def request(
         self,
+        method: str,
         url: str,
-        pool: str,
+        pool: Pool,
         *,
-        want_body: Callable[[int, dict[str, str]], int],
+        want_body: WantBody,
         params: dict[str, str] | None = None,
-        method: str = "GET",
         data: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Response:
-        """One request, no retries: take a rate token, send, read the body. It is a GET
-        unless ``method`` says otherwise; ``data`` is sent form-encoded and ``headers`` are
-        added. ``want_body(status, headers)`` says how many bytes to read: :data:`FULL` for
-        all of it up to the cap (then ``body``/``body_path`` hold it), else that many (only
-        ``head`` holds them).
+        """One request, no retries: take a rate token of ``pool``, send, read the body.
+        ``data`` is sent form-encoded and ``headers`` are added. ``want_body(status,
+        headers)`` says how many bytes to read: :data:`FULL` for all of it up to the cap
+        (then ``body``/``body_path`` hold it), else that many (only ``head`` holds them).
 
         Raises :class:`TransientError` for network failures, truncated bodies and the
-        archive's own 429 (after pausing the pool), :class:`DeferredError` for a connection
-        that fails right after a 429 (a firewall block: every pool of the host is paused
-        ``pause_on_429 * 10``), :class:`DisallowedHostError` for hosts outside the allow-list.
+        archive's own 429 (after pausing the pool), :class:`DeferredError` when the token
+        or a pause is further off than the task's :func:`wait_at_most` (``rates.max_wait``
+        by default) and for a connection that fails right after a 429 (a firewall block:
+        every pool of the host is paused ``pause_on_429 * 10``),
+        :class:`DisallowedHostError` for hosts outside the allow-list, and
+        :class:`UsageError` for a pool :class:`Pool` does not declare.
         """
+        pool = as_pool(pool)
         key = self._check_host(url)
         await self.limiter.acquire(key, pool, self.max_wait)
-        self.stats.requests[pool] += 1
-        answered: list[bool] = []
+        self.stats.requests[pool.value] += 1
+        request = self.client.build_request(method, url, params=params, data=data,
+                                            headers=headers)
         try:
             async with asyncio.timeout(self.config.archive.request_timeout):
-                return await self._exchange(
-                    url, pool, key, want_body, params, method, data, headers, answered
-                )
+                try:
+                    resp = await self.client.send(request, stream=True)
+                except httpx.TransportError as exc:
+                    # No response head arrived: the host did not answer at all.
+                    if isinstance(exc, _NO_CONNECTION):
+                        self._check_firewall(key, exc)
+                    raise
+                try:
+                    return await self._read(url, pool, key, resp, want_body)
+                finally:
+                    await resp.aclose()
         except TimeoutError as exc:
             raise TransientError(f"{pool} request timed out: {url}") from exc
         except httpx.TransportError as exc:
-            if not answered and isinstance(exc, _NO_CONNECTION):
-                self._check_firewall(key, exc)
             raise TransientError(f"{type(exc).__name__} from the archive: {exc}") from exc
 
     def _check_firewall(self, key: str, exc: BaseException) -> None:
@@ -151,9 +231,10 @@ class Transport:
         if not self.limiter.recently_paused(key, pause * FIREWALL_SUSPECT_FACTOR):
             return
         seconds = pause * FIREWALL_PAUSE_FACTOR
-        for pool in POOLS:
+        for pool in Pool:
             self.limiter.pause(key, pool, seconds)
         self.stats.firewall_pauses += 1
+        self.stats.pauses += 1
         # Deferred, not retried: knocking again, even after the pause, would only meet the
         # block again while it lasts (an hour at the Internet Archive). A run defers the
         # rest of its URLs; cron tries later.
@@ -162,80 +243,23 @@ class Transport:
             f"firewall block; every pool of {key} is paused for {seconds:.0f} s"
         ) from exc
 
-    async def _exchange(
-        self,
-        url: str,
-        pool: str,
-        key: str,
-        want_body: Callable[[int, dict[str, str]], int],
-        params: dict[str, str] | None,
-        method: str = "GET",
-        data: dict[str, str] | None = None,
-        extra_headers: dict[str, str] | None = None,
-        answered: list[bool] | None = None,
+    async def _read(
+        self, url: str, pool: Pool, key: str, resp: httpx.Response, want_body: WantBody
     ) -> Response:
-        async with self.client.stream(
-            method, url, params=params, data=data, headers=extra_headers
-        ) as resp:
-            if answered is not None:
-                answered.append(True)  # a response head arrived: the host is reachable
-            headers = header_map(resp.headers.multi_items())
-            if resp.status_code == 429 and "memento-datetime" not in headers:
-                # The archive's own limit, not an archived 429: stop the whole pool for
-                # everyone (pitfall 1); never retry it fast.
-                self.stats.rate_limited += 1
-                self.limiter.pause(key, pool, self.config.rates.pause_on_429)
-                raise RateLimitedError(f"the archive answered 429 for the {pool} pool")
-            limit = want_body(resp.status_code, headers)
-            full = limit == FULL
-            cap = self.config.archive.max_body_bytes if full else max(0, limit)
-            sink = BodySink(cap, self.tmpdir, head_bytes=cap if not full else HEAD_BYTES)
-            raw_received = 0
-            inflater: Inflater | None = None
-            first = True
-            try:
-                async for chunk in resp.aiter_raw():
-                    raw_received += len(chunk)
-                    if first:
-                        first = False
-                        if wants_inflate(headers, chunk):
-                            inflater = Inflater()
-                    piece = chunk if inflater is None else inflater.feed(chunk, cap - sink.size)
-                    if not sink.write(piece):
-                        break
-                    while inflater is not None and inflater.pending and sink.size < cap:
-                        if not sink.write(inflater.more(cap - sink.size)):
-                            break
-                    if sink.capped:
-                        break
-                    if not full and sink.size >= cap:
-                        break
-                    if inflater is not None and inflater.pending:
-                        sink.capped = True
-                        break
-            except BaseException:
-                sink.abandon()
-                raise
-            declared = headers.get("content-length", "")
-            complete_read = full and not sink.capped
-            if complete_read and declared.isdigit() and raw_received < int(declared):
-                sink.abandon()
-                raise TransientError(
-                    f"body cut short: {raw_received} of {declared} bytes from {url}"
-                )
-            body, path = sink.finish() if full else (None, None)
-            if not full:
-                sink.abandon()
-            return Response(
-                url=str(resp.url),
-                status=resp.status_code,
-                headers=headers,
-                head=sink.head,
-                body=body,
-                body_path=path,
-                size=sink.size,
-                capped=sink.capped,
-            )
+        """The answer to a request: the archive's own 429 pauses ``pool``; anything else is
+        read as ``want_body`` asks."""
+        headers = header_map(resp.headers.multi_items())
+        if resp.status_code == 429 and "memento-datetime" not in headers:
+            # The archive's own limit, not an archived 429: stop the whole pool for
+            # everyone (pitfall 1); never retry it fast.
+            self.stats.rate_limited += 1
+            self.stats.pauses += 1
+            self.limiter.pause(key, pool, self.config.rates.pause_on_429)
+            raise RateLimitedError(f"the archive answered 429 for the {pool} pool")
+        return await read_body(
+            url, resp, headers, want_body(resp.status_code, headers),
+            max_body_bytes=self.config.archive.max_body_bytes, tmpdir=self.tmpdir,
+        )
 
     async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run ``attempt`` until it does not raise :class:`TransientError`, with exponential
