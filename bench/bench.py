@@ -91,7 +91,6 @@ def snapcache_config(base_url: str, tmp: Path, *, cdx_pm: float, playback_pm: fl
     return config_from_mapping({
         "archive": {"base_url": base_url, "availability_url": f"{base_url}/wayback/available"},
         "rates": {"cdx_per_minute": cdx_pm, "playback_per_minute": playback_pm,
-                  "availability_per_minute": 12.0 * cdx_pm / POLITE_CDX,
                   "pause_on_429": pause, "state_path": str(tmp / "ratelimit.sqlite")},
         "cache": {"path": str(tmp / "store")},
     }, source="bench")

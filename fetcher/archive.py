@@ -31,7 +31,7 @@ from .capture import (
 from .config import ArchiveEntry, Config
 from .errors import ArchiveError, DeferredError, DisallowedHostError, TransientError
 from .ids import timestamp_now
-from .transport import FULL, HEAD_BYTES, Response, Transport
+from .transport import FULL, HEAD_BYTES, Pool, Response, Transport
 
 _REPLAY_RE: Final = re.compile(r"/web/(\d{1,14})(?:[a-z]{2}_)?/(.+)$", re.DOTALL)
 #: How many CDX candidates to try when the first one does not replay as a 2xx capture
@@ -119,7 +119,7 @@ class WaybackArchive:
                 return FULL if 200 <= status < 300 else 0
             return ERROR_PAGE_BYTES if status in (200, 403) else HEAD_BYTES
 
-        response = await self.transport.get(url, "playback", want_body=want_body)
+        response = await self.transport.request("GET", url, Pool.PLAYBACK, want_body=want_body)
         hop = classify_playback(response.status, response.headers, response.head, url)
         if hop.kind in (HopKind.TRANSIENT, HopKind.RATE_LIMITED):
             response.discard()
@@ -181,8 +181,8 @@ class WaybackArchive:
             def want_body(status: int, headers: dict[str, str]) -> int:
                 return FULL if status == 200 else HEAD_BYTES
 
-            response = await self.transport.get(
-                self.cdx_endpoint, "cdx", want_body=want_body, params=params
+            response = await self.transport.request(
+                "GET", self.cdx_endpoint, Pool.CDX, want_body=want_body, params=params
             )
             if response.status >= 500:
                 raise TransientError(f"CDX answered HTTP {response.status}")

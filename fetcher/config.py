@@ -2,7 +2,8 @@
 
 Lookup order: an explicit path (``--config``), then ``$SNAPCACHE_CONFIG``, then
 ``./config.toml``, then built-in defaults. Every key has a default; an unknown key or a value
-of the wrong type or range is a :class:`ConfigError` that names the key.
+of the wrong type or range is a :class:`ConfigError` that names the key. A deprecated key
+(``rates.availability_per_minute``) is ignored with a ``FutureWarning`` that names it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -26,9 +28,6 @@ from .extract import ExtractLimits
 # (edgi-govdata-archiving/wayback#206, _client.py); its staff asked clients to stay at 80%.
 DEFAULT_CDX_PER_MINUTE: Final = 0.8 * 30
 DEFAULT_PLAYBACK_PER_MINUTE: Final = 0.8 * 600
-# The availability API has no published limit and 429s early (internetarchive/wayback#274);
-# waybackpy spaces its calls 5 s apart. Resolution never needs it.
-DEFAULT_AVAILABILITY_PER_MINUTE: Final = 12.0
 # 429s carry no Retry-After; ignoring them for a minute gets the IP firewalled for an hour
 # (edgi-govdata-archiving/wayback#137). Pause at least that long.
 DEFAULT_PAUSE_ON_429: Final = 60.0
@@ -97,7 +96,6 @@ class RatesConfig:
 
     cdx_per_minute: float = DEFAULT_CDX_PER_MINUTE
     playback_per_minute: float = DEFAULT_PLAYBACK_PER_MINUTE
-    availability_per_minute: float = DEFAULT_AVAILABILITY_PER_MINUTE
     pause_on_429: float = DEFAULT_PAUSE_ON_429
     #: Longest a single request waits for a token or a 429 pause before giving up.
     max_wait: float = 600.0
@@ -257,6 +255,15 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "save": SaveConfig,
 }
 
+# Keys still accepted so that older configuration files load, but ignored: each warns
+# (a FutureWarning, the category Python shows to end users) with why it no longer counts.
+_DEPRECATED: Final[dict[tuple[str, str], str]] = {
+    ("rates", "availability_per_minute"): (
+        "the availability API is never called (playback answers the same question), so its "
+        "pool and budget were removed; delete the key"
+    ),
+}
+
 # Keys whose value must be > 0 (the rest of the numbers must be >= 0).
 _POSITIVE: Final = frozenset(
     {
@@ -266,7 +273,6 @@ _POSITIVE: Final = frozenset(
         "max_body_bytes",
         "cdx_per_minute",
         "playback_per_minute",
-        "availability_per_minute",
         "max_attempts",
         "max_chars",
         "max_text_chars",
@@ -344,6 +350,14 @@ def config_from_mapping(data: Mapping[str, Any], *, source: str = "mapping") -> 
         known_keys = {f.name for f in fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, item in value.items():
+            if (section, key) in _DEPRECATED:
+                warnings.warn(
+                    f"{source}: {section}.{key} is deprecated and ignored: "
+                    f"{_DEPRECATED[section, key]}",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+                continue
             if key not in known_keys:
                 raise ConfigError(f"{source}: unknown key {section}.{key}")
             kwargs[key] = _coerce(section, key, item, getattr(defaults, key))

@@ -23,20 +23,17 @@ Statuses stored in ``record.save_status``:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Final, Literal
 
 from snapcache.cache.records import Record
 
 from .errors import ConfigError, DeferredError, RateLimitedError, SnapcacheError, TransientError
-from .transport import FULL
+from .transport import FULL, DailyBudget, Pool
 
 ENV_ACCESS: Final = "SNAPCACHE_SAVE_ACCESS_KEY"
 ENV_SECRET: Final = "SNAPCACHE_SAVE_SECRET_KEY"
@@ -155,39 +152,6 @@ def needs_poll(record: Record) -> bool:
     return record.save_status in ("pending", "not_replayable_yet") and bool(record.save_job_id)
 
 
-class DailyBudget:
-    """A per-day count of submissions, shared by every process through the rate-limit
-    state file (the archive counts per account, so all our processes share one budget)."""
-
-    def __init__(self, path: Path, limit: int) -> None:
-        self.path = path
-        self.limit = limit
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with contextlib.closing(sqlite3.connect(path, timeout=30.0)) as conn, conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS save_daily (day TEXT PRIMARY KEY, count INTEGER)"
-            )
-
-    def take(self) -> bool:
-        """Count one submission today; False (and nothing counted) when the budget is spent."""
-        day = datetime.now(UTC).strftime("%Y-%m-%d")
-        with contextlib.closing(sqlite3.connect(self.path, timeout=30.0)) as conn:
-            conn.isolation_level = None
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute("SELECT count FROM save_daily WHERE day = ?", (day,)).fetchone()
-            used = int(row[0]) if row else 0
-            if used >= self.limit:
-                conn.execute("COMMIT")
-                return False
-            conn.execute(
-                "INSERT INTO save_daily (day, count) VALUES (?, 1) ON CONFLICT(day) DO UPDATE"
-                " SET count = count + 1",
-                (day,),
-            )
-            conn.execute("COMMIT")
-            return True
-
-
 @dataclass(slots=True)
 class SaveStats:
     """What a save pass did."""
@@ -235,10 +199,10 @@ class Saver:
     def __repr__(self) -> str:
         return f"Saver(base={self.base!r})"
 
-    async def _call(self, url: str, pool: str, *, data: dict[str, str] | None = None
+    async def _call(self, url: str, pool: Pool, *, data: dict[str, str] | None = None
                     ) -> tuple[int, bytes]:
-        response = await self.engine.transport.get(
-            url, pool, want_body=lambda s, h: FULL, method="POST" if data else "GET",
+        response = await self.engine.transport.request(
+            "POST" if data else "GET", url, pool, want_body=lambda s, h: FULL,
             data=data, headers=self._auth,
         )
         try:
@@ -269,7 +233,7 @@ class Saver:
                 "if_not_archived_within": str(within)}
         requested = _now_iso()
         try:
-            status, body = await self._call(f"{self.base}/save", "save", data=form)
+            status, body = await self._call(f"{self.base}/save", Pool.SAVE, data=form)
         except (RateLimitedError, DeferredError) as exc:
             # A 429 paused the save pool for every process; submit again on a later run.
             self.stopped = f"the archive paused saving: {exc}"
@@ -297,7 +261,7 @@ class Saver:
             return record
         self.stats.polled += 1
         try:
-            status, body = await self._call(f"{self.base}/save/status/{job}", "save_status")
+            status, body = await self._call(f"{self.base}/save/status/{job}", Pool.SAVE_STATUS)
         except (TransientError, DeferredError):
             return record  # the job is still on the archive's side; ask again later
         answer = interpret_status(status, body)

@@ -50,6 +50,24 @@ def test_bad_config_names_the_key(doc: dict[str, object], named: str) -> None:
     assert named in str(info.value)
 
 
+def test_the_old_availability_budget_is_accepted_but_ignored_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    """The availability pool was never used and is gone; files that still set its budget
+    load, and say why the key no longer counts."""
+    with pytest.warns(FutureWarning, match=r"rates\.availability_per_minute is deprecated and"
+                                           r" ignored"):
+        config = config_from_mapping(
+            {"rates": {"availability_per_minute": 12.0, "cdx_per_minute": 10.0}}, source="old"
+        )
+    assert config == config_from_mapping({"rates": {"cdx_per_minute": 10.0}}, source="old")
+    assert not hasattr(config.rates, "availability_per_minute")
+    old = tmp_path / "old.toml"
+    old.write_text("[rates]\navailability_per_minute = 3.0\n")
+    with pytest.warns(FutureWarning, match="old.toml: rates.availability_per_minute"):
+        assert load_config(old) == Config(source=str(old))
+
+
 def test_lookup_order_explicit_then_env_then_cwd(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     explicit = tmp_path / "a.toml"

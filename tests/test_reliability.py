@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from snapcache import Fetcher
-from snapcache.transport import FIREWALL_PAUSE_FACTOR
+from snapcache.transport import FIREWALL_PAUSE_FACTOR, Pool
 
 from tests.conftest import emulator_config
 from tests.docgen import html_page, make_pdf
@@ -345,8 +345,8 @@ def test_no_connection_right_after_a_429_is_a_firewall_block_and_pauses_much_lon
             summary = f.run(urls)
             transport = f._engine.transport
             key = emu.base_url.split("//")[1]
-            paused = {pool: transport.limiter.paused_for(key, pool)
-                      for pool in ("playback", "cdx", "availability")}
+            # Every declared pool of the host, Save Page Now's included.
+            paused = {pool: transport.limiter.paused_for(key, pool) for pool in Pool}
             stored = [f.lookup(u) for u in urls]
         # Two 429s (the second one, after the pause, made the emulator escalate), then one
         # connection reset by the firewall, and nothing more: the run deferred at once.
@@ -436,11 +436,11 @@ def _take_tokens(path: str, rate: float, n: int, out: Any) -> None:
 
     from snapcache.transport import RateLimiter
 
-    limiter = RateLimiter(Path(path), {"playback": rate})
+    limiter = RateLimiter(Path(path), {Pool.PLAYBACK: rate})
 
     async def one() -> None:
         for _ in range(n):
-            await limiter.acquire("archive", "playback", max_wait=60)
+            await limiter.acquire("archive", Pool.PLAYBACK, max_wait=60)
             out.put(time.time())
 
     async def many() -> None:
@@ -461,7 +461,7 @@ def test_four_processes_of_three_tasks_never_get_more_than_burst_plus_rate(
 
     rate = 3000.0  # 50 per second, burst 50
     path = str(tmp_path / "rl.sqlite")
-    RateLimiter(Path(path), {"playback": rate})
+    RateLimiter(Path(path), {Pool.PLAYBACK: rate})
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     procs = [ctx.Process(target=_take_tokens, args=(path, rate, 20, queue)) for _ in range(4)]

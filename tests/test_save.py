@@ -281,7 +281,7 @@ def test_save_keys_never_reach_records_exports_logs_or_the_cache_files(
     spn.script(URL, outcome="false_failure")
     cfg = write_config(tmp_path, emulator.base_url,
                        f'[save]\nenabled = true\naccess_key = "{ACCESS}"\n'
-                       f'secret_key = "{SECRET}"\npoll_interval = 0.05\n')
+                       f'secret_key = "{SECRET}"\npoll_interval = 0.05\nper_minute = 6000.0\n')
     outputs = []
     for args in (["save", "--json", URL], ["run", "--save-missing", "--json", "-"],
                  ["export"], ["export", "--format", "csv"], ["show", "--json", URL]):

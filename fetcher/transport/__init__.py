@@ -1,0 +1,63 @@
+"""The one place that touches httpx, in three parts:
+
+* :mod:`.client`: :class:`Transport`, which sends each request on a declared :class:`Pool`
+  to an allowed archive host, reads the body, pauses on 429s and firewall blocks, retries;
+  :func:`wait_at_most` bounds, per task, how long a request waits for its turn;
+* :mod:`.limits`: the rate limits every process shares through one SQLite state file
+  (:class:`RateLimiter`, the Save Page Now :class:`DailyBudget`);
+* :mod:`.body`: bounded body reading (:class:`Response`).
+"""
+
+from .body import (
+    FULL,
+    HEAD_BYTES,
+    SPILL_BYTES,
+    BodySink,
+    Inflater,
+    Response,
+    read_body,
+    wants_inflate,
+)
+from .client import (
+    FIREWALL_PAUSE_FACTOR,
+    FIREWALL_SUSPECT_FACTOR,
+    Stats,
+    Transport,
+    TransportStats,
+    WantBody,
+    wait_at_most,
+)
+from .limits import (
+    DailyBudget,
+    Pool,
+    PoolState,
+    RateLimiter,
+    StateFile,
+    as_pool,
+    per_host_budgets,
+)
+
+__all__ = [
+    "FIREWALL_PAUSE_FACTOR",
+    "FIREWALL_SUSPECT_FACTOR",
+    "FULL",
+    "HEAD_BYTES",
+    "SPILL_BYTES",
+    "BodySink",
+    "DailyBudget",
+    "Inflater",
+    "Pool",
+    "PoolState",
+    "RateLimiter",
+    "Response",
+    "StateFile",
+    "Stats",
+    "Transport",
+    "TransportStats",
+    "WantBody",
+    "as_pool",
+    "per_host_budgets",
+    "read_body",
+    "wait_at_most",
+    "wants_inflate",
+]

@@ -1,0 +1,293 @@
+"""The one place that touches httpx: host allow-list, per-pool rate limits, 429 pauses and
+firewall blocks, bounded body reads, and retries.
+
+It knows nothing of captures; the archive layer classifies what comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import types
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, TypeVar
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from ..capture import header_map, netloc_of
+from ..config import Config
+from ..errors import DeferredError, DisallowedHostError, RateLimitedError, TransientError
+from .body import Response, read_body
+from .limits import Pool, RateLimiter, as_pool
+
+T = TypeVar("T")
+
+#: A connection that fails (refused, reset, or a connect timeout: no answer at all)
+#: within this many ``pause_on_429`` periods after a 429 pause ended is taken for the
+#: archive's firewall block (pitfall 1: 429s ignored for a minute get the IP dropped).
+FIREWALL_SUSPECT_FACTOR: Final = 5.0
+#: Such a block pauses every pool of that archive host for this many ``pause_on_429``
+#: periods (10 min at the defaults), instead of retrying within seconds.
+FIREWALL_PAUSE_FACTOR: Final = 10.0
+#: Failures that mean "no connection": refused, reset or dropped before any answer. A slow
+#: answer (a read timeout) is not one: the host is there.
+_NO_CONNECTION: Final = (
+    httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadError, httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
+WantBody = Callable[[int, dict[str, str]], int]
+"""``want_body(status, headers)``: how many body bytes to read (:data:`FULL`: all of it)."""
+
+# --- how long a request may wait ---------------------------------------------------------
+
+_MAX_WAIT: ContextVar[float | None] = ContextVar("snapcache_max_wait", default=None)
+
+
+@contextlib.contextmanager
+def wait_at_most(seconds: float) -> Iterator[None]:
+    """Within this block, a request waits at most ``seconds`` for a rate token or for a 429
+    pause to end, then raises :class:`DeferredError` instead of sleeping on.
+
+    The scope belongs to the current task: asyncio tasks created inside the block inherit
+    it, other tasks are not affected, and no transport changes. The innermost block wins.
+    Outside any block a transport waits at most its ``rates.max_wait``.
+    """
+    if not seconds >= 0:  # also refuses NaN
+        raise ValueError(f"wait_at_most needs a number of seconds >= 0, got {seconds!r}")
+    token = _MAX_WAIT.set(float(seconds))
+    try:
+        yield
+    finally:
+        _MAX_WAIT.reset(token)
+
+
+# --- counting --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Stats:
+    """What this transport did so far (counters it updates as it goes).
+
+    Read a consistent copy with :meth:`Transport.stats_snapshot`.
+    """
+
+    requests: Counter[str] = field(default_factory=Counter)
+    """Requests sent (or attempted), per pool name."""
+    rate_limited: int = 0
+    """The archive's own 429s met."""
+    retries: int = 0
+    pauses: int = 0
+    """Pauses this transport started: one per 429 met, one per firewall block."""
+    firewall_pauses: int = 0
+    """Connection failures right after a 429, taken for a firewall block (long pause)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransportStats:
+    """A snapshot of :class:`Stats` that later requests do not change."""
+
+    requests: Mapping[str, int]
+    """Requests per pool name (``cdx``, ``playback``, ``save``, ``save_status``)."""
+    rate_limited: int
+    retries: int
+    pauses: int
+    firewall_pauses: int
+
+
+# --- the client ------------------------------------------------------------------------
+
+
+class Transport:
+    """Sends requests to the configured archive hosts, politely: each one on a declared
+    :class:`Pool`, after taking that pool's rate token."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        limiter: RateLimiter | None = None,
+        client: httpx.AsyncClient | None = None,
+        tmpdir: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.allowed = config.allowed_hosts
+        self.limiter = limiter or RateLimiter.from_config(config)
+        a = config.archive
+        self.client = client or httpx.AsyncClient(
+            follow_redirects=False,
+            timeout=httpx.Timeout(a.read_timeout, connect=a.connect_timeout),
+            headers={"User-Agent": a.user_agent, "Accept-Encoding": "identity"},
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+            trust_env=False,
+        )
+        self.stats = Stats()
+        #: Where bodies too large for memory spill (see :data:`SPILL_BYTES`).
+        self.tmpdir: Path = tmpdir if tmpdir is not None else config.cache_path / "tmp"
+
+    @property
+    def max_wait(self) -> float:
+        """Longest a request made now waits for a token or a pause: the innermost
+        :func:`wait_at_most` of this task, else ``rates.max_wait``.
+
+        Transitional: assigning it sets this task's scope (what :func:`wait_at_most` does),
+        never the transport, and is kept only until the run layer uses
+        :func:`wait_at_most`.
+        """
+        scoped = _MAX_WAIT.get()
+        return self.config.rates.max_wait if scoped is None else scoped
+
+    @max_wait.setter
+    def max_wait(self, seconds: float) -> None:
+        _MAX_WAIT.set(seconds)
+
+    def stats_snapshot(self) -> TransportStats:
+        """What this transport has done so far, frozen."""
+        s = self.stats
+        return TransportStats(
+            requests=types.MappingProxyType(dict(s.requests)),
+            rate_limited=s.rate_limited,
+            retries=s.retries,
+            pauses=s.pauses,
+            firewall_pauses=s.firewall_pauses,
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self.client.aclose()
+
+    def _check_host(self, url: str) -> str:
+        netloc = netloc_of(url)
+        if netloc not in self.allowed:
+            raise DisallowedHostError(f"refusing to contact {netloc or url!r}: not an archive host")
+        return netloc
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        pool: Pool,
+        *,
+        want_body: WantBody,
+        params: dict[str, str] | None = None,
+        data: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """One request, no retries: take a rate token of ``pool``, send, read the body.
+        ``data`` is sent form-encoded and ``headers`` are added. ``want_body(status,
+        headers)`` says how many bytes to read: :data:`FULL` for all of it up to the cap
+        (then ``body``/``body_path`` hold it), else that many (only ``head`` holds them).
+
+        Raises :class:`TransientError` for network failures, truncated bodies and the
+        archive's own 429 (after pausing the pool), :class:`DeferredError` when the token
+        or a pause is further off than the task's :func:`wait_at_most` (``rates.max_wait``
+        by default) and for a connection that fails right after a 429 (a firewall block:
+        every pool of the host is paused ``pause_on_429 * 10``),
+        :class:`DisallowedHostError` for hosts outside the allow-list, and
+        :class:`UsageError` for a pool :class:`Pool` does not declare.
+        """
+        pool = as_pool(pool)
+        key = self._check_host(url)
+        await self.limiter.acquire(key, pool, self.max_wait)
+        self.stats.requests[pool.value] += 1
+        request = self.client.build_request(method, url, params=params, data=data,
+                                            headers=headers)
+        try:
+            async with asyncio.timeout(self.config.archive.request_timeout):
+                try:
+                    resp = await self.client.send(request, stream=True)
+                except httpx.TransportError as exc:
+                    # No response head arrived: the host did not answer at all.
+                    if isinstance(exc, _NO_CONNECTION):
+                        self._check_firewall(key, exc)
+                    raise
+                try:
+                    return await self._read(url, pool, key, resp, want_body)
+                finally:
+                    await resp.aclose()
+        except TimeoutError as exc:
+            raise TransientError(f"{pool} request timed out: {url}") from exc
+        except httpx.TransportError as exc:
+            raise TransientError(f"{type(exc).__name__} from the archive: {exc}") from exc
+
+    def _check_firewall(self, key: str, exc: BaseException) -> None:
+        """A connection that failed before any answer, right after a 429 pause: the archive
+        escalates ignored 429s to a firewall block (pitfall 1), so stop every pool of that
+        host for much longer than a 429 pause and raise :class:`DeferredError` instead of
+        retrying in seconds."""
+        pause = self.config.rates.pause_on_429
+        if not self.limiter.recently_paused(key, pause * FIREWALL_SUSPECT_FACTOR):
+            return
+        seconds = pause * FIREWALL_PAUSE_FACTOR
+        for pool in Pool:
+            self.limiter.pause(key, pool, seconds)
+        self.stats.firewall_pauses += 1
+        self.stats.pauses += 1
+        # Deferred, not retried: knocking again, even after the pause, would only meet the
+        # block again while it lasts (an hour at the Internet Archive). A run defers the
+        # rest of its URLs; cron tries later.
+        raise DeferredError(
+            f"no connection to {key} right after a 429 ({type(exc).__name__}): taken for a "
+            f"firewall block; every pool of {key} is paused for {seconds:.0f} s"
+        ) from exc
+
+    async def _read(
+        self, url: str, pool: Pool, key: str, resp: httpx.Response, want_body: WantBody
+    ) -> Response:
+        """The answer to a request: the archive's own 429 pauses ``pool``; anything else is
+        read as ``want_body`` asks."""
+        headers = header_map(resp.headers.multi_items())
+        if resp.status_code == 429 and "memento-datetime" not in headers:
+            # The archive's own limit, not an archived 429: stop the whole pool for
+            # everyone (pitfall 1); never retry it fast.
+            self.stats.rate_limited += 1
+            self.stats.pauses += 1
+            self.limiter.pause(key, pool, self.config.rates.pause_on_429)
+            raise RateLimitedError(f"the archive answered 429 for the {pool} pool")
+        return await read_body(
+            url, resp, headers, want_body(resp.status_code, headers),
+            max_body_bytes=self.config.archive.max_body_bytes, tmpdir=self.tmpdir,
+        )
+
+    async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` until it does not raise :class:`TransientError`, with exponential
+        backoff and jitter, bounded in count and total time. A 429 is not retried fast: the
+        limiter holds the next attempt until the pool's pause ends."""
+        r = self.config.retry
+        backoff = wait_exponential_jitter(
+            multiplier=r.initial_backoff, max=r.max_backoff, jitter=r.initial_backoff
+        )
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, RateLimitedError):
+                return 0.0
+            return float(backoff(state))
+
+        def count(state: RetryCallState) -> None:
+            self.stats.retries += 1
+
+        retryer = AsyncRetrying(
+            stop=stop_after_attempt(r.max_attempts) | stop_after_delay(r.max_total_seconds),
+            wait=wait,
+            # A DeferredError ("not now") is not a TransientError, so it is never retried.
+            retry=retry_if_exception_type(TransientError),
+            before_sleep=count,
+            reraise=True,
+        )
+        async for trial in retryer:
+            with trial:
+                return await attempt()
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover

@@ -1,0 +1,360 @@
+"""Rate limits shared across processes: per-pool token buckets, 429 pauses and the Save Page
+Now daily budget, all kept in one small SQLite file so that every process on the machine
+shares one budget (the archive counts per IP and per account, not per process).
+
+Every pool is declared once, in :class:`Pool`, with where its budget comes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Final, assert_never
+
+from ..config import ArchiveEntry, Config
+from ..errors import DeferredError, UsageError
+
+
+class Pool(StrEnum):
+    """Every rate-limit pool. A request names its pool; the limiter refuses any other.
+
+    The values are the keys stored in the state file (``host|pool``) and counted in stats,
+    so they never change. Where each budget (requests per minute) comes from:
+
+    * ``cdx``: ``[rates] cdx_per_minute`` for the primary archive, each ``[[archives]]``
+      entry's ``cdx_per_minute`` for its host;
+    * ``playback``: likewise ``playback_per_minute``;
+    * ``save``: ``[save] per_minute`` (Save Page Now submissions, counted per account);
+    * ``save_status``: ``[save] per_minute`` too, in a bucket of its own: job status polls go
+      to the same archive host, so they are budgeted, and they never eat the submissions'
+      tokens.
+    """
+
+    CDX = "cdx"
+    PLAYBACK = "playback"
+    SAVE = "save"
+    SAVE_STATUS = "save_status"
+
+    def budget(self, config: Config) -> float:
+        """This pool's requests per minute from ``config`` (the primary archive's budget for
+        the per-archive pools)."""
+        match self:
+            case Pool.CDX:
+                return config.rates.cdx_per_minute
+            case Pool.PLAYBACK:
+                return config.rates.playback_per_minute
+            case Pool.SAVE | Pool.SAVE_STATUS:
+                return config.save.per_minute
+        assert_never(self)
+
+    def archive_budget(self, entry: ArchiveEntry) -> float | None:
+        """This pool's budget on one archive of the chain, or None when the pool has a
+        single budget whatever the archive (only the primary archive saves)."""
+        match self:
+            case Pool.CDX:
+                return entry.cdx_per_minute
+            case Pool.PLAYBACK:
+                return entry.playback_per_minute
+            case Pool.SAVE | Pool.SAVE_STATUS:
+                return None
+        assert_never(self)
+
+
+_POOL_NAMES: Final = frozenset(pool.value for pool in Pool)
+
+
+def as_pool(pool: str) -> Pool:
+    """``pool`` as a declared :class:`Pool`; :class:`UsageError` for any other name (a
+    request on an undeclared pool would have no budget and ignore 429 pauses). Checked at
+    run time too, for callers that are not type-checked."""
+    if pool not in _POOL_NAMES:
+        known = ", ".join(sorted(_POOL_NAMES))
+        raise UsageError(f"unknown rate-limit pool {pool!r} (declared: {known})")
+    return Pool(pool)
+
+
+# --- the state file -------------------------------------------------------------------
+
+
+class StateFile:
+    """The shared SQLite state file: one way to open it, create a table and run a
+    transaction, for every budget kept in it.
+
+    A connection is opened per operation (they run in worker threads) in WAL mode with a
+    long busy timeout, so processes queue for the write lock instead of failing.
+    """
+
+    def __init__(self, path: Path, schema: str) -> None:
+        """Create the file's directory and ``schema`` (one ``CREATE TABLE IF NOT EXISTS``)."""
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.closing(self._connect()) as conn:
+            conn.execute(schema)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``: the write lock is taken at once, so a
+        read-modify-write is never interleaved with another process's); committed when the
+        block ends, rolled back if it raises."""
+        with contextlib.closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection for reads that change nothing."""
+        with contextlib.closing(self._connect()) as conn:
+            yield conn
+
+
+_BUCKETS_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS buckets (pool TEXT PRIMARY KEY, tokens REAL NOT NULL,"
+    " updated REAL NOT NULL, paused_until REAL NOT NULL DEFAULT 0,"
+    " last_429 REAL NOT NULL DEFAULT 0)"
+)
+_DAILY_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS save_daily (day TEXT PRIMARY KEY, count INTEGER)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolState:
+    """One pool of one archive host as the shared state file holds it now."""
+
+    key: str
+    """The archive host (``host[:port]``) the pool belongs to."""
+    pool: Pool
+    paused_for: float
+    """Seconds left on a 429 or firewall pause (0 when not paused)."""
+    tokens: float
+    """Tokens in the bucket now, refilled at ``per_minute`` (0 while paused)."""
+    per_minute: float
+    """The budget this limiter applies to the pool (``math.inf``: no limit)."""
+
+
+class RateLimiter:
+    """Token buckets per pool and archive host, kept in a :class:`StateFile` so every
+    process on the machine that uses the same file shares one budget.
+
+    A pool paused after a 429 stays paused for everyone until the pause ends. Only the
+    pools declared in :class:`Pool` exist: any other name is refused.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        per_minute: Mapping[Pool, float],
+        per_host: Mapping[str, Mapping[Pool, float]] | None = None,
+    ) -> None:
+        self.path = path
+        self.per_minute = {as_pool(pool): rate for pool, rate in per_minute.items()}
+        #: Budgets of one archive host (``host[:port]``), overriding ``per_minute`` per pool.
+        self.per_host = {
+            host: {as_pool(pool): rate for pool, rate in rates.items()}
+            for host, rates in (per_host or {}).items()
+        }
+        self.state = StateFile(path, _BUCKETS_SCHEMA)
+
+    @classmethod
+    def from_config(cls, config: Config) -> RateLimiter:
+        """The limiter of ``config``: every pool's budget as :class:`Pool` declares it, on
+        the shared state file ``config.rate_state_path``."""
+        return cls(
+            config.rate_state_path,
+            {pool: pool.budget(config) for pool in Pool},
+            per_host_budgets(config),
+        )
+
+    @staticmethod
+    def burst(per_minute: float) -> float:
+        """Bucket capacity: one second's worth, at least one token.
+
+        Small on purpose: with capacity C the most sent in any minute is C + rate, so a
+        large burst would let a cold start overshoot the archive's per-minute window.
+        """
+        return max(1.0, per_minute / 60.0)
+
+    def budget_for(self, key: str, pool: Pool) -> float | None:
+        """Requests per minute for ``pool`` of the archive ``key`` (None or inf: no limit)."""
+        declared = as_pool(pool)
+        return self.per_host.get(key, {}).get(declared, self.per_minute.get(declared))
+
+    def _take(self, name: str, rate_per_minute: float) -> float:
+        """Take a token if one is there; return 0, or the seconds to wait before retrying."""
+        capacity = self.burst(rate_per_minute)
+        with self.state.transaction() as conn:
+            # The clock is read under the write lock: read before it, a process that waited
+            # for the lock would write an ``updated`` older than the one it replaces, and the
+            # next taker would be credited that interval's tokens a second time (measured:
+            # four processes got 80% more than the budget).
+            now = time.time()
+            row = conn.execute(
+                "SELECT tokens, updated, paused_until FROM buckets WHERE pool = ?", (name,)
+            ).fetchone()
+            if row is None:
+                tokens, updated, paused_until = capacity, now, 0.0
+                conn.execute(
+                    "INSERT INTO buckets (pool, tokens, updated) VALUES (?, ?, ?)",
+                    (name, tokens, now),
+                )
+            else:
+                tokens, updated, paused_until = float(row[0]), float(row[1]), float(row[2])
+            # Never move ``updated`` backwards (another host's clock, a clock step).
+            now = max(now, updated)
+            if paused_until > now:
+                return paused_until - now
+            rate = rate_per_minute / 60.0
+            tokens = min(capacity, tokens + max(0.0, now - updated) * rate)
+            taken = tokens >= 1.0
+            conn.execute(
+                "UPDATE buckets SET tokens = ?, updated = ? WHERE pool = ?",
+                (tokens - 1.0 if taken else tokens, now, name),
+            )
+            return 0.0 if taken else (1.0 - tokens) / rate
+
+    async def acquire(self, key: str, pool: Pool, max_wait: float) -> None:
+        """Wait for a token of ``pool`` (under the archive ``key``), at most ``max_wait`` s.
+
+        Raises :class:`DeferredError` when the wait would be longer (the pool is paused
+        beyond it), so a caller defers instead of sleeping for an hour, and
+        :class:`UsageError` for a pool :class:`Pool` does not declare.
+        """
+        declared = as_pool(pool)
+        rate = self.budget_for(key, declared)
+        if rate is None or math.isinf(rate):
+            return
+        deadline = time.monotonic() + max_wait
+        while True:
+            wait = await asyncio.to_thread(self._take, _bucket(key, declared), rate)
+            if wait <= 0:
+                return
+            if time.monotonic() + wait > deadline:
+                raise DeferredError(
+                    f"{declared} pool of {key} is paused or out of budget for {wait:.0f} s more"
+                )
+            await asyncio.sleep(min(wait, 5.0))
+
+    def pause(self, key: str, pool: Pool, seconds: float) -> None:
+        """Stop every request of ``pool`` for ``seconds``, in every process."""
+        name = _bucket(key, as_pool(pool))
+        with self.state.transaction() as conn:
+            now = time.time()  # under the lock, as in _take
+            conn.execute(
+                "INSERT INTO buckets (pool, tokens, updated, paused_until, last_429)"
+                " VALUES (?, 0, ?, ?, ?) ON CONFLICT(pool) DO UPDATE SET tokens = 0,"
+                " updated = excluded.updated,"
+                " paused_until = MAX(paused_until, excluded.paused_until),"
+                " last_429 = excluded.last_429",
+                (name, now, now + seconds, now),
+            )
+
+    def recently_paused(self, key: str, within: float) -> bool:
+        """True if some pool of ``key`` is paused, or its pause ended less than ``within``
+        seconds ago (what a connection failure right after a 429 is judged by)."""
+        names = [_bucket(key, pool) for pool in Pool]
+        marks = ",".join("?" * len(names))
+        with self.state.reading() as conn:
+            row = conn.execute(
+                f"SELECT MAX(paused_until) FROM buckets WHERE pool IN ({marks})", names
+            ).fetchone()
+        until = float(row[0]) if row and row[0] is not None else 0.0
+        return until > 0 and time.time() < until + within
+
+    def paused_for(self, key: str, pool: Pool) -> float:
+        """Seconds left on a pause of ``pool`` (0 when it is not paused)."""
+        with self.state.reading() as conn:
+            row = conn.execute(
+                "SELECT paused_until FROM buckets WHERE pool = ?", (_bucket(key, as_pool(pool)),)
+            ).fetchone()
+        return max(0.0, float(row[0]) - time.time()) if row else 0.0
+
+    def states(self) -> list[PoolState]:
+        """Every bucket in the state file, as it stands now, without changing anything
+        (sorted by host, then pool). Buckets of pools no longer declared are left out."""
+        with self.state.reading() as conn:
+            rows = conn.execute(
+                "SELECT pool, tokens, updated, paused_until FROM buckets"
+            ).fetchall()
+        now = time.time()
+        found: list[PoolState] = []
+        for name, tokens, updated, paused_until in rows:
+            key, _, pool_name = str(name).rpartition("|")
+            if pool_name not in _POOL_NAMES:
+                continue  # e.g. "availability", a pool of older versions
+            pool = Pool(pool_name)
+            rate = self.budget_for(key, pool)
+            per_minute = math.inf if rate is None else rate
+            paused = max(0.0, float(paused_until) - now)
+            level = float(tokens)
+            if not paused and not math.isinf(per_minute):
+                refill = max(0.0, now - float(updated)) * per_minute / 60.0
+                level = min(self.burst(per_minute), level + refill)
+            found.append(PoolState(key, pool, paused, 0.0 if paused else level, per_minute))
+        return sorted(found, key=lambda s: (s.key, list(Pool).index(s.pool)))
+
+
+def _bucket(key: str, pool: Pool) -> str:
+    """The state file's name of one pool of one archive host."""
+    return f"{key}|{pool.value}"
+
+
+def per_host_budgets(config: Config) -> dict[str, dict[Pool, float]]:
+    """Each archive's budgets for the per-archive pools (cdx, playback), keyed by its host
+    (the rate-limit key).
+
+    Two archives on one host (two pywb collections, say) share its buckets, so the stricter
+    budget of the two applies to both.
+    """
+    budgets: dict[str, dict[Pool, float]] = {}
+    for entry in config.chain:
+        mine = {
+            pool: rate for pool in Pool if (rate := pool.archive_budget(entry)) is not None
+        }
+        known = budgets.setdefault(entry.netloc, mine)
+        for pool, rate in mine.items():
+            known[pool] = min(known[pool], rate)
+    return budgets
+
+
+class DailyBudget:
+    """A per-day count of Save Page Now submissions, shared by every process through the
+    rate-limit state file (the archive counts per account, so all our processes share one
+    budget)."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self.state = StateFile(path, _DAILY_SCHEMA)
+
+    def take(self) -> bool:
+        """Count one submission today; False (and nothing counted) when the budget is spent."""
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        with self.state.transaction() as conn:
+            row = conn.execute("SELECT count FROM save_daily WHERE day = ?", (day,)).fetchone()
+            used = int(row[0]) if row else 0
+            if used >= self.limit:
+                return False
+            conn.execute(
+                "INSERT INTO save_daily (day, count) VALUES (?, 1) ON CONFLICT(day) DO UPDATE"
+                " SET count = count + 1",
+                (day,),
+            )
+            return True
