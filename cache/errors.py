@@ -1,11 +1,11 @@
-"""Exceptions raised by the cache package, and the project's root exception.
+"""Exceptions raised by the store (``snapcache.cache``), and the project's root exception.
 
 :class:`SnapcacheError` is the root of every snapcache error. It lives here, at the bottom of
-the dependency graph, because ``fetcher`` imports ``cache`` and never the reverse;
-``fetcher.errors`` re-exports it. :class:`CacheError` roots everything the store raises;
-each subclass says when it is raised and what the caller should do.
-:class:`~cache.records.RecordFormatError` (a ``ValueError``) stays in ``records`` because it
-also describes records that never touched the disk.
+the dependency graph, because the fetching layers import the store and never the reverse;
+:mod:`snapcache.errors` re-exports it and draws the whole tree. :class:`CacheError` roots
+everything the store raises; each subclass says when it is raised and what to do.
+:class:`~snapcache.cache.records.RecordFormatError` (a ``ValueError``) stays in ``records``
+because it also describes records that never touched the disk.
 """
 
 from __future__ import annotations

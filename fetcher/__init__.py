@@ -1,26 +1,36 @@
-"""snapcache's fetcher: resolve cited URLs to good Wayback captures, fetch the raw bytes,
-extract a preview and store a durable record.
+"""snapcache: resolve cited URLs to good Wayback captures, fetch the raw bytes, extract a
+preview and keep a durable record.
 
 Public surface::
 
-    from snapcache import Fetcher, AsyncFetcher, Config, load_config, SnapcacheError
+    from snapcache import Fetcher, AsyncFetcher, Config, load_config, Record, SnapcacheError
+    from snapcache.cache import SnapshotCache, Store       # the store and its contract
+
+See the README's Layout section for the modules and their layers.
 """
 
-from snapcache.cache.records import Record
+from snapcache.cache import Record
 
+from .api import AsyncFetcher, Fetcher
 from .config import Config, load_config
-from .engine import AsyncFetcher, Fetcher
 from .errors import (
     ArchiveError,
     CacheError,
     ConfigError,
+    DeferredError,
     DisallowedHostError,
+    FetcherClosedError,
     InputError,
     RateLimitedError,
     SnapcacheError,
     TransientError,
+    UsageError,
+    WrongEventLoopError,
 )
 from .ids import mint_stable_id, resource_id
+from .protocols import FetchEngine, Plan
+from .runner import RunControl, RunEvent, RunOptions, RunPolicy, RunSummary, SaveOptions
+from .transport import PoolState, TransportStats
 
 __all__ = [
     "ArchiveError",
@@ -28,13 +38,27 @@ __all__ = [
     "CacheError",
     "Config",
     "ConfigError",
+    "DeferredError",
     "DisallowedHostError",
+    "FetchEngine",
     "Fetcher",
+    "FetcherClosedError",
     "InputError",
+    "Plan",
+    "PoolState",
     "RateLimitedError",
     "Record",
+    "RunControl",
+    "RunEvent",
+    "RunOptions",
+    "RunPolicy",
+    "RunSummary",
+    "SaveOptions",
     "SnapcacheError",
     "TransientError",
+    "TransportStats",
+    "UsageError",
+    "WrongEventLoopError",
     "load_config",
     "mint_stable_id",
     "resource_id",

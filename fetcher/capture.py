@@ -32,13 +32,14 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import Final
 from urllib.parse import urljoin, urlsplit
 
 from snapcache.cache.records import Status
+from snapcache.cache.times import parse_timestamp14, to_timestamp14
 
 # Statuses the archive itself answers with when it is struggling (EDGI retries these).
 _TRANSIENT_STATUSES: Final = frozenset({408, 413, 421, 425, 500, 502, 503, 504, 507, 509, 520,
@@ -148,7 +149,7 @@ def memento_timestamp(value: str | None) -> str | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    return to_timestamp14(parsed)
 
 
 _LINK_RE: Final = re.compile(r'<([^>]*)>\s*;([^<]*)')
@@ -357,7 +358,7 @@ def valid_timestamp(ts: str) -> bool:
     if not _TS_RE.match(ts):
         return False
     try:
-        datetime.strptime(ts, "%Y%m%d%H%M%S")
+        parse_timestamp14(ts)
     except ValueError:
         return False
     return True
@@ -479,7 +480,7 @@ def plausible_original(url: str) -> bool:
 
 
 def _seconds(ts: str) -> float:
-    return datetime.strptime(ts, "%Y%m%d%H%M%S").replace(tzinfo=UTC).timestamp()
+    return parse_timestamp14(ts).timestamp()
 
 
 def choose_captures(rows: Iterable[CdxRow], at: str | None, limit: int = 2) -> list[CdxRow]:

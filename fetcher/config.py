@@ -402,7 +402,7 @@ def _check_archive(source: str, where: str, name: str, dialect: str, collection:
     if dialect == "pywb" and (not collection or not set(collection) <= _NAME_CHARS):
         raise ConfigError(
             f"{source}: {where}.collection must name the pywb collection"
-            " (letters, digits, '.', '_' or '-')"
+            f" (letters, digits, '.', '_' or '-') when {where}.dialect is \"pywb\""
         )
 
 

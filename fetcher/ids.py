@@ -12,15 +12,15 @@ import re
 import secrets
 import string
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import urlsplit
+
+from snapcache.cache.times import parse_timestamp14, to_timestamp14, utc_now
 
 from .errors import InputError
 
 _ALPHABET: Final = string.ascii_letters + string.digits
 _SID_RE: Final = re.compile(r"^(?:sid_)?[A-Za-z0-9]{10}$")
-_RID_RE: Final = re.compile(r"^[0-9a-f]{16}$")
 #: Longest URL accepted; browsers and the archive stop well before this.
 MAX_URL_LENGTH: Final = 8192
 # /web/<ts><modifier>/<original>: ts is 0-14 digits, modifier is a flag like id_ or a
@@ -46,11 +46,6 @@ def mint_stable_id() -> str:
 def is_stable_id(text: str) -> bool:
     """True for ``sid_`` IDs and the bare 10-character IDs of older wiki data."""
     return bool(_SID_RE.match(text))
-
-
-def is_resource_id(text: str) -> bool:
-    """True for a 16-hex-character resource ID."""
-    return bool(_RID_RE.match(text))
 
 
 def check_url(url: str) -> str:
@@ -90,7 +85,7 @@ def normalize_timestamp(value: str) -> str:
         raise InputError(f"timestamp {value!r}: expected YYYYMMDD[hhmmss] digits")
     padded = text + "0101000000"[len(text) - 4 :] if len(text) < 14 else text
     try:
-        datetime.strptime(padded, "%Y%m%d%H%M%S")
+        parse_timestamp14(padded)
     except ValueError as exc:
         raise InputError(f"timestamp {value!r} is not a valid date and time") from exc
     return padded
@@ -98,7 +93,7 @@ def normalize_timestamp(value: str) -> str:
 
 def timestamp_now() -> str:
     """The current UTC time as a 14-digit archive timestamp."""
-    return datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    return to_timestamp14(utc_now())
 
 
 @dataclass(frozen=True, slots=True)

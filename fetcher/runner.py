@@ -1,16 +1,19 @@
-"""Batch runs over a source list: plan, fetch what is due with bounded concurrency, defer
-when the archive pauses us, stop cleanly when asked, and summarise.
+"""Runs over a source list: read the list, plan each line, fetch what is due with bounded
+concurrency, defer when the archive pauses us or fails too often, stop cleanly when asked,
+and summarise.
 
-Memory stays bounded whatever the list's length: the list is streamed, a bounded queue
-feeds the workers, and finished records are handed to the callback and dropped. Only the
-resource IDs seen so far are kept (to fetch duplicates once).
+The run depends on :class:`~snapcache.protocols.FetchEngine` and a :class:`RunPolicy`; it
+never changes the engine or its transport (the wait limit applies to the run's own tasks,
+through :func:`~snapcache.transport.wait_at_most`).
+
+Memory stays bounded whatever the list's length: the list is streamed, a bounded queue feeds
+the workers, and finished records are handed to the callback and dropped. Only the resource
+IDs seen so far are kept (to fetch duplicates once).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import os
 import threading
 import time
@@ -21,19 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final, Literal, TypedDict
 
-from snapcache.cache.errors import StableIdConflictError
-from snapcache.cache.records import Record
+from snapcache.cache import Record, StableIdConflictError, utc_now_iso
 
-from .errors import DeferredError, InputError, SnapcacheError
+from .config import Config
+from .errors import DeferredError, InputError
+from .protocols import FetchEngine, Plan
 from .save import Saver, needs_poll, needs_save
 from .sources import Format, SourceEntry, SourceError, parse_sources
-
-EXIT_OK: Final = 0
-EXIT_SOME_FAILED: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_DEFERRED: Final = 75
-EXIT_SIGINT: Final = 130
-EXIT_SIGTERM: Final = 143
+from .transport import wait_at_most
 
 #: How long in-flight URLs may finish after a stop request before they are abandoned.
 STOP_GRACE_SECONDS: Final = 5.0
@@ -56,7 +54,7 @@ class RunEvent:
 
 @dataclass(slots=True)
 class RunSummary:
-    """What a run did. ``exit_code`` follows the documented exit codes."""
+    """What a run did; :attr:`verdict` says how it ended."""
 
     started_at: str = ""
     elapsed: float = 0.0
@@ -91,12 +89,6 @@ class RunSummary:
             return "failed"
         return "ok"
 
-    @property
-    def exit_code(self) -> int:
-        """0 all final; 1 errors or invalid lines; 75 deferred; 130/143 interrupted."""
-        return {"ok": EXIT_OK, "failed": EXIT_SOME_FAILED, "deferred": EXIT_DEFERRED,
-                "SIGINT": EXIT_SIGINT, "SIGTERM": EXIT_SIGTERM}[self.verdict]
-
     def to_json_dict(self) -> dict[str, Any]:
         """The summary as one JSON-ready object."""
         return {
@@ -117,7 +109,6 @@ class RunSummary:
             "rate_limited": self.rate_limited,
             "saves": dict(sorted(self.saves.items())),
             "save_stopped": self.save_stopped,
-            "exit_code": self.exit_code,
         }
 
 
@@ -150,51 +141,48 @@ class RunControl:
         return self._event.is_set()
 
 
-class RunLockedError(SnapcacheError):
-    """Another batch run holds this cache. Exit 75 and let cron try later (or ``--wait``)."""
+@dataclass(frozen=True, slots=True)
+class RunPolicy:
+    """How a run paces itself and when it gives up for now."""
+
+    concurrency: int = 4
+    """URLs in flight at once."""
+    max_wait: float = 600.0
+    """Defer the rest when a pool is paused (or a token is) longer than this, seconds."""
+    circuit_breaker: int = 8
+    """This many URLs failing in a row (an outage) defer the rest instead of hammering."""
+    grace: float = STOP_GRACE_SECONDS
+    """How long in-flight URLs may finish after a stop request."""
+
+    @classmethod
+    def from_config(
+        cls, config: Config, *, concurrency: int | None = None, max_wait: float | None = None
+    ) -> RunPolicy:
+        """The ``[run]`` section's policy, with the given overrides."""
+        run = config.run
+        return cls(
+            concurrency=max(1, concurrency or run.concurrency),
+            max_wait=run.max_wait if max_wait is None else max_wait,
+            circuit_breaker=run.circuit_breaker,
+        )
 
 
-class RunLock:
-    """One batch run at a time per cache, across processes.
+class CircuitBreaker:
+    """Counts URLs failing in a row; trips once ``limit`` of them have."""
 
-    An ``flock`` on a file in the cache directory: the kernel drops it when the process
-    dies, even by SIGKILL, so a crashed run never leaves the cache locked.
-    """
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_a_row = 0
 
-    def __init__(self, cache_dir: Path) -> None:
-        self.path = cache_dir / "run.lock"
-        self._fh: IO[str] | None = None
-
-    def acquire(self, wait: bool = False) -> None:
-        """Take the lock, or raise :class:`RunLockedError` (``wait`` blocks instead)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fh = self.path.open("a+", encoding="utf-8")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise RunLockedError(f"another run holds this cache ({holder})") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} since {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}")
-        fh.flush()
-        self._fh = fh
-
-    def release(self) -> None:
-        """Give the lock up."""
-        if self._fh is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
-
-    def __enter__(self) -> RunLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    def record(self, failed: bool, detail: str | None) -> str | None:
+        """Note one URL's outcome; returns the reason to defer when the breaker trips."""
+        if not failed:
+            self.in_a_row = 0
+            return None
+        self.in_a_row += 1
+        if self.in_a_row >= self.limit:
+            return f"circuit breaker: {self.limit} URLs failed in a row (latest: {detail})"
+        return None
 
 
 Sources = str | os.PathLike[str] | IO[bytes] | Iterable[str] | Iterable[bytes]
@@ -211,7 +199,7 @@ def iter_source_lines(sources: Sources) -> Iterator[bytes]:
 
 
 class RunOptions(TypedDict, total=False):
-    """Keyword options of a run (``Fetcher.run``, ``AsyncFetcher.run``, :func:`run_sources`)."""
+    """Keyword options of a run (``Fetcher.run``, ``AsyncFetcher.run``)."""
 
     fmt: Format | None
     """Force the source list's format (default: detected)."""
@@ -231,196 +219,241 @@ class RunOptions(TypedDict, total=False):
     """Also submit URLs the archive lacks to Save Page Now, and poll pending jobs."""
 
 
-async def run_sources(
-    engine: Any,
-    sources: Sources,
-    *,
-    fmt: Format | None = None,
-    force: bool = False,
-    dry_run: bool = False,
-    concurrency: int | None = None,
-    max_wait: float | None = None,
-    on_result: Callable[[RunEvent], None] | None = None,
-    control: RunControl | None = None,
-    save: SaveOptions | None = None,
-) -> RunSummary:
-    """Run over a source list with an :class:`~fetcher.engine.AsyncFetcher` ``engine``.
+def read_sources(sources: Sources, fmt: Format | None) -> Iterator[SourceEntry | SourceError]:
+    """Each line of a source list, parsed: an entry, or an error naming the line."""
+    return parse_sources(iter_source_lines(sources), fmt)
 
-    See the module docstring; the caller holds the :class:`RunLock` if it wants one.
-    With ``save``, URLs the archive lacks are then submitted to Save Page Now and pending
-    jobs from earlier runs are polled (see :mod:`fetcher.save`).
+
+class Runner:
+    """One run over a source list; use :meth:`run` once.
+
+    ``saver``, when given, submits what the archive lacks after the fetches (``save``).
     """
-    cfg = engine.config.run
-    control = control or RunControl()
-    summary = RunSummary(started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    started = time.monotonic()
-    stats = engine.transport.stats
-    requests_before = Counter(stats.requests)
-    limited_before = stats.rate_limited
-    old_wait = engine.transport.max_wait
-    engine.transport.max_wait = cfg.max_wait if max_wait is None else max_wait
-    workers_n = max(1, concurrency or cfg.concurrency)
-    queue: asyncio.Queue[tuple[SourceEntry, Any] | None] = asyncio.Queue(maxsize=workers_n * 2)
-    seen: set[str] = set()
-    state = {"consecutive_errors": 0}
-    deferral: list[str] = []
 
-    saver = Saver(engine) if save is not None and not dry_run else None
-    save_candidates: list[str] = []
+    def __init__(
+        self,
+        engine: FetchEngine,
+        policy: RunPolicy,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        on_result: Callable[[RunEvent], None] | None = None,
+        control: RunControl | None = None,
+        save: SaveOptions | None = None,
+        saver: Saver | None = None,
+    ) -> None:
+        self.engine = engine
+        self.policy = policy
+        self.force = force
+        self.dry_run = dry_run
+        self.on_result = on_result
+        self.control = control or RunControl()
+        self.save = save if saver is not None and not dry_run else None
+        self.saver = saver if self.save is not None else None
+        self.summary = RunSummary(started_at=utc_now_iso())
+        self.breaker = CircuitBreaker(policy.circuit_breaker)
+        self.queue: asyncio.Queue[tuple[SourceEntry, Plan] | None] = asyncio.Queue(
+            maxsize=policy.concurrency * 2
+        )
+        self.seen: set[str] = set()
+        self.save_candidates: list[str] = []
 
-    def emit(event: RunEvent) -> None:
+    # -- reporting ---------------------------------------------------------------------
+
+    def emit(self, event: RunEvent) -> None:
+        """Report one line's fate; note it for the save pass when it needs saving."""
         record = event.record
-        if saver is not None and record is not None and save is not None and (
+        if self.save is not None and record is not None and (
             needs_poll(record)
-            or needs_save(record, datetime.now(UTC), stale_days=save.stale_days)
+            or needs_save(record, datetime.now(UTC), stale_days=self.save.stale_days)
         ):
-            save_candidates.append(record.resource_id)
-        if on_result is not None:
-            on_result(event)
+            self.save_candidates.append(record.resource_id)
+        if self.on_result is not None:
+            self.on_result(event)
 
-    def defer(reason: str) -> None:
-        if not deferral:
-            deferral.append(reason)
-            summary.deferred_reason = reason
+    def defer(self, reason: str) -> None:
+        """Leave every URL not yet fetched for a later run; the first reason is kept."""
+        if self.summary.deferred_reason is None:
+            self.summary.deferred_reason = reason
 
-    async def produce() -> None:
-        for item in parse_sources(iter_source_lines(sources), fmt):
-            if control.stopped:
+    @property
+    def deferring(self) -> bool:
+        """True once the run has decided to defer the rest."""
+        return self.summary.deferred_reason is not None
+
+    # -- planning ----------------------------------------------------------------------
+
+    def triage(self, item: SourceEntry | SourceError) -> Plan | None:
+        """Decide one line without any request: report it now, or return the plan of a
+        fetch to make."""
+        s = self.summary
+        if isinstance(item, SourceError):
+            s.invalid += 1
+            self.emit(RunEvent("invalid", item.line, None, reason=item.reason))
+            return None
+        s.seen += 1
+        if self.deferring:
+            s.deferred += 1
+            self.emit(RunEvent("deferred", item.line, item.url, reason=s.deferred_reason or ""))
+            return None
+        try:
+            plan = self.engine.plan(item.url, item.at, self.force, checked=True)
+        except InputError as exc:
+            s.invalid += 1
+            self.emit(RunEvent("invalid", item.line, item.url, reason=str(exc)))
+            return None
+        if plan.resource_id in self.seen:
+            s.duplicates += 1
+            self.emit(RunEvent("duplicate", item.line, item.url, reason="listed earlier"))
+            return None
+        self.seen.add(plan.resource_id)
+        existing = plan.existing
+        if item.stable_id and existing is not None and existing.stable_id != item.stable_id:
+            s.invalid += 1
+            self.emit(RunEvent("invalid", item.line, item.url, reason=(
+                f"stable_id {item.stable_id} conflicts with stored {existing.stable_id}")))
+            return None
+        if not plan.due:
+            s.skipped_fresh += 1
+            self.emit(RunEvent("fresh", item.line, item.url, existing, plan.reason))
+            return None
+        if self.dry_run:
+            s.would_fetch += 1
+            self.emit(RunEvent("would_fetch", item.line, item.url, existing, plan.reason))
+            return None
+        return plan
+
+    async def produce(self, sources: Sources, fmt: Format | None) -> None:
+        """Read the list and queue every fetch to make, until it ends or a stop."""
+        for item in read_sources(sources, fmt):
+            if self.control.stopped:
                 return
-            if isinstance(item, SourceError):
-                summary.invalid += 1
-                emit(RunEvent("invalid", item.line, None, reason=item.reason))
-                continue
-            summary.seen += 1
-            if deferral:
-                summary.deferred += 1
-                emit(RunEvent("deferred", item.line, item.url, reason=deferral[0]))
-                continue
-            try:
-                plan = engine.plan(item.url, item.at, force, checked=True)
-            except InputError as exc:
-                summary.invalid += 1
-                emit(RunEvent("invalid", item.line, item.url, reason=str(exc)))
-                continue
-            if plan.resource_id in seen:
-                summary.duplicates += 1
-                emit(RunEvent("duplicate", item.line, item.url, reason="listed earlier"))
-                continue
-            seen.add(plan.resource_id)
-            existing = plan.existing
-            if item.stable_id and existing is not None and existing.stable_id != item.stable_id:
-                summary.invalid += 1
-                emit(RunEvent("invalid", item.line, item.url, reason=(
-                    f"stable_id {item.stable_id} conflicts with stored {existing.stable_id}")))
-                continue
-            if not plan.due:
-                summary.skipped_fresh += 1
-                emit(RunEvent("fresh", item.line, item.url, existing, plan.reason))
-                continue
-            if dry_run:
-                summary.would_fetch += 1
-                emit(RunEvent("would_fetch", item.line, item.url, existing, plan.reason))
-                continue
-            await queue.put((item, plan))
+            plan = self.triage(item)
+            if plan is not None and isinstance(item, SourceEntry):
+                await self.queue.put((item, plan))
 
-    async def work() -> None:
+    # -- fetching ----------------------------------------------------------------------
+
+    async def work(self) -> None:
+        """A worker: fetch queued URLs one at a time until told to finish."""
         while True:
-            job = await queue.get()
+            job = await self.queue.get()
             if job is None:
                 return
             item, plan = job
-            if deferral or control.stopped:
-                if deferral:
-                    summary.deferred += 1
-                    emit(RunEvent("deferred", item.line, item.url, reason=deferral[0]))
+            if self.deferring:
+                self.summary.deferred += 1
+                self.emit(RunEvent("deferred", item.line, item.url,
+                                   reason=self.summary.deferred_reason or ""))
                 continue
-            try:
-                record: Record = await engine.attempt(plan, item.stable_id)
-            except DeferredError as exc:
-                defer(str(exc))
-                summary.deferred += 1
-                emit(RunEvent("deferred", item.line, item.url, reason=str(exc)))
+            if self.control.stopped:
                 continue
-            except StableIdConflictError as exc:
-                summary.invalid += 1
-                emit(RunEvent("invalid", item.line, item.url, reason=str(exc)))
-                continue
-            except Exception as exc:  # one URL's failure must not end the run
-                # The attempt could not even be recorded (the store failed: locked too long
-                # by another writer, a disk error; or a bug). A worker that died here would
-                # leave the run waiting forever on its queue: count the URL as an error,
-                # report it, and go on (the circuit breaker stops a run where all fail).
-                reason = f"not stored: {type(exc).__name__}: {exc}"
-                summary.outcomes["error"] += 1
-                state["consecutive_errors"] += 1
-                if state["consecutive_errors"] >= cfg.circuit_breaker:
-                    defer(f"circuit breaker: {cfg.circuit_breaker} URLs failed in a row "
-                          f"(latest: {reason})")
-                emit(RunEvent("fetched", item.line, item.url, None, reason=reason))
-                continue
-            outcome = record.last_outcome or record.status
-            summary.outcomes[outcome] += 1
-            if plan.existing is None:
-                summary.new += 1
-            else:
-                summary.refreshed += 1
-            if outcome == "error":
-                state["consecutive_errors"] += 1
-                if state["consecutive_errors"] >= cfg.circuit_breaker:
-                    defer(f"circuit breaker: {cfg.circuit_breaker} URLs failed in a row "
-                          f"(latest: {record.error})")
-            else:
-                state["consecutive_errors"] = 0
-            emit(RunEvent("fetched", item.line, item.url, record))
+            await self.fetch_one(item, plan)
 
-    async def watch(producer: asyncio.Task[None], tasks: list[asyncio.Task[None]]) -> None:
-        while not control.stopped:
+    async def fetch_one(self, item: SourceEntry, plan: Plan) -> None:
+        """Fetch one planned URL and count its outcome; never raises for one URL."""
+        s = self.summary
+        try:
+            record: Record = await self.engine.attempt(plan, item.stable_id)
+        except DeferredError as exc:
+            self.defer(str(exc))
+            s.deferred += 1
+            self.emit(RunEvent("deferred", item.line, item.url, reason=str(exc)))
+            return
+        except StableIdConflictError as exc:
+            s.invalid += 1
+            self.emit(RunEvent("invalid", item.line, item.url, reason=str(exc)))
+            return
+        except Exception as exc:  # one URL's failure must not end the run
+            # The attempt could not even be recorded (the store failed: locked too long by
+            # another writer, a disk error; or a bug). A worker that died here would leave
+            # the run waiting forever on its queue: count the URL as an error, report it,
+            # and go on (the circuit breaker stops a run where all fail).
+            reason = f"not stored: {type(exc).__name__}: {exc}"
+            s.outcomes["error"] += 1
+            self.trip(self.breaker.record(True, reason))
+            self.emit(RunEvent("fetched", item.line, item.url, None, reason=reason))
+            return
+        outcome = record.last_outcome or record.status
+        s.outcomes[outcome] += 1
+        if plan.existing is None:
+            s.new += 1
+        else:
+            s.refreshed += 1
+        self.trip(self.breaker.record(outcome == "error", record.error))
+        self.emit(RunEvent("fetched", item.line, item.url, record))
+
+    def trip(self, reason: str | None) -> None:
+        """Defer the rest when the circuit breaker has tripped."""
+        if reason is not None:
+            self.defer(reason)
+
+    # -- stopping ----------------------------------------------------------------------
+
+    async def watch(self, producer: asyncio.Task[None], workers: list[asyncio.Task[None]]
+                    ) -> None:
+        """On a stop request: take no new URLs at once (the producer may be waiting on a
+        full queue), let in-flight ones finish for the grace period, then abandon them.
+        Nothing half-done is stored: each record write is one transaction after its fetch."""
+        while not self.control.stopped:
             await asyncio.sleep(0.1)
-        # Stop taking new URLs at once (the producer may be waiting on a full queue), let
-        # in-flight ones finish for a moment, then abandon them: nothing half-done is
-        # stored, since each record write is one transaction made after its fetch.
         producer.cancel()
-        await asyncio.sleep(STOP_GRACE_SECONDS)
-        for task in tasks:
+        await asyncio.sleep(self.policy.grace)
+        for task in workers:
             task.cancel()
 
-    async def finish_workers() -> None:
+    async def finish(self, workers: list[asyncio.Task[None]]) -> None:
+        """Tell every worker to finish once the queue drains, and wait for them."""
         pending = len(workers)
         while pending and not all(w.done() for w in workers):
             try:
-                queue.put_nowait(None)
+                self.queue.put_nowait(None)
                 pending -= 1
             except asyncio.QueueFull:
                 await asyncio.sleep(0.05)
         await asyncio.gather(*workers, return_exceptions=True)
 
-    workers = [asyncio.create_task(work()) for _ in range(workers_n)]
-    producer = asyncio.create_task(produce())
-    watcher = asyncio.create_task(watch(producer, workers))
-    try:
+    # -- the run -----------------------------------------------------------------------
+
+    async def run(self, sources: Sources, fmt: Format | None = None) -> RunSummary:
+        """Run over ``sources``; then, with ``save``, the save pass; then summarise."""
+        started = time.monotonic()
+        before = self.engine.stats()
+        with wait_at_most(self.policy.max_wait):
+            await self.fetch_all(sources, fmt)
+            summary = self.summary
+            summary.interrupted = self.control.reason if self.control.stopped else None
+            if self.saver is not None and self.save is not None and self.save_candidates \
+                    and not self.control.stopped:
+                try:
+                    saved = await self.saver.run(self.save_candidates,
+                                                 stale_days=self.save.stale_days,
+                                                 budget=self.save.budget)
+                    summary.saves = dict(saved.outcomes or {})
+                    summary.save_stopped = saved.stopped
+                except DeferredError as exc:
+                    summary.save_stopped = str(exc)
+        after = self.engine.stats()
+        summary.requests = Counter(after.requests) - Counter(before.requests)
+        summary.rate_limited = after.rate_limited - before.rate_limited
+        summary.elapsed = time.monotonic() - started
+        return summary
+
+    async def fetch_all(self, sources: Sources, fmt: Format | None) -> None:
+        """The fetching part of a run: a producer, the workers and a stop watcher."""
+        workers = [asyncio.create_task(self.work()) for _ in range(self.policy.concurrency)]
+        producer = asyncio.create_task(self.produce(sources, fmt))
+        watcher = asyncio.create_task(self.watch(producer, workers))
         try:
-            await producer
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # the run itself is being cancelled, not just its producer
-        await finish_workers()
-    finally:
-        watcher.cancel()
-        producer.cancel()
-        for task in workers:
-            task.cancel()
-        engine.transport.max_wait = old_wait
-    summary.interrupted = control.reason if control.stopped else None
-    if saver is not None and save is not None and save_candidates and not control.stopped:
-        try:
-            saved = await saver.run(save_candidates, stale_days=save.stale_days,
-                                    budget=save.budget)
-            summary.saves = dict(saved.outcomes or {})
-            summary.save_stopped = saved.stopped
-        except DeferredError as exc:
-            summary.save_stopped = str(exc)
-    summary.requests = Counter(stats.requests) - requests_before
-    summary.rate_limited = stats.rate_limited - limited_before
-    summary.elapsed = time.monotonic() - started
-    return summary
+            try:
+                await producer
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the run itself is being cancelled, not just its producer
+            await self.finish(workers)
+        finally:
+            watcher.cancel()
+            producer.cancel()
+            for task in workers:
+                task.cancel()

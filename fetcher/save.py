@@ -31,9 +31,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from snapcache.cache.records import Record
+from snapcache.cache.times import parse_iso, parse_timestamp14, to_timestamp14, utc_now_iso
 
 from .errors import ConfigError, DeferredError, RateLimitedError, SnapcacheError, TransientError
-from .transport import FULL, DailyBudget, Pool
+from .protocols import FetchEngine
+from .transport import FULL, DailyBudget, Pool, Transport
 
 ENV_ACCESS: Final = "SNAPCACHE_SAVE_ACCESS_KEY"
 ENV_SECRET: Final = "SNAPCACHE_SAVE_SECRET_KEY"
@@ -114,10 +116,11 @@ def interpret_status(status: int, body: bytes) -> SaveAnswer:
 
 
 def _parse_iso(text: str | None) -> datetime | None:
+    # Save times are written by us, but a damaged record must not stop a save pass.
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_iso(text)
     except ValueError:
         return None
 
@@ -140,10 +143,10 @@ def needs_save(record: Record, now: datetime, *, stale_days: float | None = None
         return True  # no good capture at all: older than any window
     if stale_days is not None and record.status == "ok" and record.capture_timestamp:
         try:
-            captured = datetime.strptime(record.capture_timestamp, "%Y%m%d%H%M%S")
+            captured = parse_timestamp14(record.capture_timestamp)
         except ValueError:
             return False
-        return now - captured.replace(tzinfo=UTC) > timedelta(days=stale_days)
+        return now - captured > timedelta(days=stale_days)
     return False
 
 
@@ -170,10 +173,12 @@ class SaveStats:
 
 
 class Saver:
-    """Submits and follows SPN2 jobs for records, through an :class:`AsyncFetcher`."""
+    """Submits and follows SPN2 jobs for records: requests through ``transport``, replay
+    checks and record updates through ``engine``."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: FetchEngine, transport: Transport) -> None:
         self.engine = engine
+        self.transport = transport
         self.config = engine.config
         self.base = self.config.archive.base_url.rstrip("/")
         if not self.config.save.enabled:
@@ -201,7 +206,7 @@ class Saver:
 
     async def _call(self, url: str, pool: Pool, *, data: dict[str, str] | None = None
                     ) -> tuple[int, bytes]:
-        response = await self.engine.transport.request(
+        response = await self.transport.request(
             "POST" if data else "GET", url, pool, want_body=lambda s, h: FULL,
             data=data, headers=self._auth,
         )
@@ -215,9 +220,9 @@ class Saver:
     async def _update(self, record: Record, job: str | None, requested: str | None,
                       status: str, note: str | None = None) -> Record:
         self.latest[record.resource_id] = status
-        entry = {"at": _now_iso(), "save_status": status, "save_job_id": job, "note": note}
+        entry = {"at": utc_now_iso(), "save_status": status, "save_job_id": job, "note": note}
         return await asyncio.to_thread(
-            self.engine.cache.update_save, record.resource_id, job_id=job,
+            self.engine.store.update_save, record.resource_id, job_id=job,
             requested_at=requested, status=status, history_entry=entry,
         )
 
@@ -231,7 +236,7 @@ class Saver:
         within = int(self.config.save.if_not_archived_within_days * 86400)
         form = {"url": record.original_url or _original(record.url),
                 "if_not_archived_within": str(within)}
-        requested = _now_iso()
+        requested = utc_now_iso()
         try:
             status, body = await self._call(f"{self.base}/save", Pool.SAVE, data=form)
         except (RateLimitedError, DeferredError) as exc:
@@ -289,7 +294,7 @@ class Saver:
         now = datetime.now(UTC)
         pending: list[Record] = []
         for rid in resource_ids:
-            record = await asyncio.to_thread(self.engine.cache.get, rid)
+            record = await asyncio.to_thread(self.engine.store.get, rid)
             if record is None:
                 continue
             if needs_poll(record):
@@ -336,15 +341,11 @@ class Saver:
         return await self._update(fetched, job, requested, "not_replayable_yet")
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _archive_ts(iso: str | None, skew: timedelta = timedelta(0)) -> str | None:
     """An ISO time as a 14-digit archive timestamp, moved back by ``skew`` (our clock and
     the archive's may differ by a little)."""
     moment = _parse_iso(iso)
-    return (moment - skew).astimezone(UTC).strftime("%Y%m%d%H%M%S") if moment else None
+    return to_timestamp14(moment - skew) if moment else None
 
 
 def _original(url: str) -> str:

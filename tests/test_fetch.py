@@ -251,9 +251,9 @@ def test_recorded_archived_429_is_an_archived_status_and_pauses_nothing(
     record = fetcher.fetch("http://www.reddit.com/r/PokemonGiveaway", at="20150129034904")
     assert record.status == "archived_error"
     assert record.archived_status == 429
-    limiter = fetcher._engine.transport.limiter
     key = emulator.base_url.split("//")[1]
-    assert limiter.paused_for(key, "playback") == 0
+    assert all(s.paused_for == 0 for s in fetcher.rate_limits() if s.key == key)
+    assert fetcher.stats.rate_limited == 0
 
 
 def test_recorded_capture_with_a_different_original_url_records_it(

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from snapcache.errors import InputError
 from snapcache.ids import (
     check_url,
-    is_resource_id,
     is_stable_id,
     mint_stable_id,
     normalize_timestamp,
@@ -54,12 +53,6 @@ def test_stable_ids_have_the_wiki_shape_and_do_not_repeat() -> None:
 )
 def test_is_stable_id_accepts_prefixed_and_bare_legacy_ids(text: str, ok: bool) -> None:
     assert is_stable_id(text) is ok
-
-
-def test_is_resource_id() -> None:
-    assert is_resource_id("a6ec2c2fe408fea3")
-    assert not is_resource_id("A6EC2C2FE408FEA3")
-    assert not is_resource_id("a6ec2c2fe408fea")
 
 
 @pytest.mark.parametrize(

@@ -177,7 +177,7 @@ def test_pywb_archived_redirect_is_followed_inside_the_archive(
     prefix = f"{fetcher.config.archive.base_url}/{COLL}/"
     assert record.redirects and all(r.startswith(prefix) for r in record.redirects)
     assert any(r.endswith(f"id_/{start}") for r in record.redirects)
-    assert fetcher._engine.transport.stats.requests["cdx"] == 0
+    assert fetcher.stats.requests.get("cdx", 0) == 0
 
 
 def test_pywb_pdf_preview_comes_from_the_pdf_text(fetcher: Fetcher) -> None:
@@ -225,7 +225,7 @@ def test_the_first_archive_with_a_good_capture_wins(
     emulator.add_capture(REPORT, "20250101000000", body=html_page("IA copy", "from the IA"))
     with Fetcher(chain_config(tmp_path, emulator, pywb)) as f:
         record = f.fetch(REPORT)
-        assert f._engine.transport.stats.requests["playback"] == 2  # pywb never asked
+        assert f.stats.requests["playback"] == 2  # pywb never asked
     assert record.archive == "ia"
     assert record.capture_timestamp == "20250101000000"
 

@@ -252,7 +252,7 @@ def test_a_429_pauses_the_save_pool_and_defers_the_rest(
     with Fetcher(config) as f:
         results, stats = f.save([URL, "https://second.example/"])
         key = emulator.base_url.split("//")[1]
-        paused = f._engine.transport.limiter.paused_for(key, "save")
+        paused = max(s.paused_for for s in f.rate_limits() if s.key == key and s.pool == "save")
     assert [r.save_status for r in results] == ["deferred", None]  # type: ignore[union-attr]
     assert paused > 0
     assert emulator.counts["save"] == 1 and emulator.count_429 == 1

@@ -17,8 +17,8 @@ from typing import Final, NoReturn
 import click
 from snapcache.cache.records import STATUSES, Record
 
+from ..api import Fetcher
 from ..config import Config
-from ..engine import Fetcher
 from ..errors import SnapcacheError
 from ..extract import sanitize_text
 from ..runner import Verdict
@@ -74,9 +74,7 @@ def open_fetcher(ctx: click.Context) -> Fetcher:
 def select_records(fetcher: Fetcher, statuses: Iterable[str]) -> Iterator[Record]:
     """Stored records whose status or last outcome is one of ``statuses`` (all if empty)."""
     wanted = set(statuses)
-    for record in fetcher.cache.records():
-        if not wanted or record.status in wanted or record.last_outcome in wanted:
-            yield record
+    yield from fetcher.cache.records(statuses=wanted or None)
 
 
 __all__ = [

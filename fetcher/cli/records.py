@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import tempfile
-from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -16,7 +15,7 @@ from typing import IO, Any
 import click
 from snapcache.cache.records import FIELD_ORDER
 
-from ..engine import Fetcher
+from ..api import Fetcher
 from .common import STATUS_CHOICE, clean, open_fetcher, select_records
 from .render import human_iso, human_size
 
@@ -107,23 +106,18 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     """Counts per outcome, oldest and newest fetch, cache size on disk."""
     fetcher = open_fetcher(ctx)
     try:
-        counts: Counter[str] = Counter()
-        fetched: list[str] = []
-        for record in fetcher.cache.records():
-            counts[record.status] += 1
-            if record.fetched_at:
-                fetched.append(record.fetched_at)
-        directory = fetcher.cache.path
+        counted = fetcher.cache.stats()
+        directory = fetcher.cache.location
     finally:
         fetcher.close()
+    # Measured after closing: while the store is open SQLite's log files sit beside it.
     size = sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
-    oldest = min(fetched) if fetched else None
-    newest = max(fetched) if fetched else None
+    counts = counted.outcomes
     data: dict[str, Any] = {
-        "records": sum(counts.values()),
+        "records": counted.records,
         "outcomes": dict(sorted(counts.items())),
-        "oldest_fetch": oldest,
-        "newest_fetch": newest,
+        "oldest_fetch": counted.oldest_fetch,
+        "newest_fetch": counted.newest_fetch,
         "cache_bytes": size,
         "cache_path": str(directory),
     }
@@ -133,8 +127,8 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"records: {data['records']}")
     for status, n in sorted(counts.items()):
         click.echo(f"  {status}: {n}")
-    click.echo(f"oldest fetch: {human_iso(oldest)}")
-    click.echo(f"newest fetch: {human_iso(newest)}")
+    click.echo(f"oldest fetch: {human_iso(counted.oldest_fetch)}")
+    click.echo(f"newest fetch: {human_iso(counted.newest_fetch)}")
     click.echo(f"cache size: {human_size(size)} at {clean(directory)}")
 
 

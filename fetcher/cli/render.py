@@ -5,11 +5,11 @@ formats. Everything from a record passes :func:`~snapcache.cli.common.clean` fir
 from __future__ import annotations
 
 import textwrap
-from datetime import UTC, datetime
 from typing import Final
 
 import click
 from snapcache.cache.records import Record
+from snapcache.cache.times import parse_iso, parse_timestamp14
 
 from ..extract import sanitize_text
 from .common import clean
@@ -33,7 +33,7 @@ def human_timestamp(ts: str | None) -> str:
     if not ts:
         return "unknown"
     try:
-        dt = datetime.strptime(ts, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+        dt = parse_timestamp14(ts)
     except ValueError:
         return ts
     return f"{dt:%b} {dt.day}, {dt:%Y %H:%M} UTC"
@@ -44,7 +44,7 @@ def human_iso(iso: str | None) -> str:
     if not iso:
         return "never"
     try:
-        dt = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC)
+        dt = parse_iso(iso)
     except ValueError:
         return iso
     return f"{dt:%b} {dt.day}, {dt:%Y %H:%M} UTC"

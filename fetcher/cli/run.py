@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ..engine import Fetcher
+from ..api import Fetcher
 from ..errors import ConfigError
 from ..runner import RunControl, RunEvent, RunSummary, SaveOptions
 from ..sources import FORMATS

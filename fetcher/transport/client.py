@@ -140,18 +140,9 @@ class Transport:
     @property
     def max_wait(self) -> float:
         """Longest a request made now waits for a token or a pause: the innermost
-        :func:`wait_at_most` of this task, else ``rates.max_wait``.
-
-        Transitional: assigning it sets this task's scope (what :func:`wait_at_most` does),
-        never the transport, and is kept only until the run layer uses
-        :func:`wait_at_most`.
-        """
+        :func:`wait_at_most` of this task, else ``rates.max_wait``."""
         scoped = _MAX_WAIT.get()
         return self.config.rates.max_wait if scoped is None else scoped
-
-    @max_wait.setter
-    def max_wait(self, seconds: float) -> None:
-        _MAX_WAIT.set(seconds)
 
     def stats_snapshot(self) -> TransportStats:
         """What this transport has done so far, frozen."""

@@ -1,0 +1,322 @@
+"""The public facade: :class:`AsyncFetcher` and its synchronous twin :class:`Fetcher`.
+
+They own the store, the transport and the engine, and offer one fetch, many, a run over a
+source list (:mod:`snapcache.runner`) and Save Page Now (:mod:`snapcache.save`). Nothing in
+the library imports this module; it sits on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine, Iterable
+from concurrent.futures import Future
+from typing import Any, TypeVar, Unpack
+
+from snapcache.cache import Record, SnapshotCache, Store
+
+from .config import Config, load_config
+from .engine import Engine
+from .errors import FetcherClosedError, SnapcacheError, WrongEventLoopError
+from .ids import parse_target
+from .protocols import Plan
+from .runner import Runner, RunOptions, RunPolicy, RunSummary, Sources
+from .save import Saver, SaveStats
+from .transport import PoolState, Transport, TransportStats
+
+T = TypeVar("T")
+
+
+class AsyncFetcher:
+    """Resolve, fetch, extract and store, asynchronously.
+
+    Use as ``async with AsyncFetcher(config) as f: record = await f.fetch(url)``. One
+    instance serves one event loop (its HTTP connections belong to it).
+    """
+
+    def __init__(
+        self,
+        config: Config | str | os.PathLike[str] | None = None,
+        *,
+        cache: Store | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        self.config = config if isinstance(config, Config) else load_config(config)
+        #: The record store (usable directly for reads).
+        self.cache: Store = cache or SnapshotCache(
+            self.config.cache_path, history_limit=self.config.cache.history_limit
+        )
+        self._owns_transport = transport is None
+        self._transport = transport or Transport(self.config)
+        self._engine = Engine(self.config, self.cache, self._transport)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> AsyncFetcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _check(self) -> None:
+        """Refuse use after close, and use from a second event loop."""
+        if self._closed:
+            raise FetcherClosedError("this fetcher is closed; make a new one")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise WrongEventLoopError(
+                "this AsyncFetcher is bound to another event loop; make one per loop"
+            )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (when this fetcher made it) and the store."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_transport:
+            await self._transport.aclose()
+        self.cache.close()
+
+    @property
+    def stats(self) -> TransportStats:
+        """Requests made so far per pool, 429s met and pauses taken (a snapshot)."""
+        return self._engine.stats()
+
+    def rate_limits(self) -> list[PoolState]:
+        """The shared rate-limit state of every pool this machine has used (read only):
+        tokens left and seconds of pause remaining, per archive host."""
+        return self._transport.limiter.states()
+
+    def plan(self, url: str, at: str | None = None, force: bool = False) -> Plan:
+        """Decide from the store alone, on the caller's thread, whether ``url`` needs
+        fetching and why (see :meth:`~snapcache.protocols.FetchEngine.plan`)."""
+        if self._closed:
+            raise FetcherClosedError("this fetcher is closed; make a new one")
+        return self._engine.plan(url, at, force)
+
+    async def attempt(self, plan: Plan) -> Record:
+        """Fetch and store a planned URL, fresh or not (:meth:`plan` then this is
+        :meth:`fetch`)."""
+        self._check()
+        return await self._engine.attempt(plan)
+
+    async def fetch(self, url: str, at: str | None = None, force: bool = False) -> Record:
+        """Return the record for ``url``: from the store when fresh (no request at all),
+        else resolved and fetched anew. ``at`` (YYYYMMDD[hhmmss]) asks for the capture
+        closest to that time. Never raises for archive failures: they are recorded on the
+        record (``status`` "error", or ``error`` beside a kept good capture). Raises
+        :class:`~snapcache.errors.InputError` for a URL or timestamp that is not usable, and
+        :class:`~snapcache.errors.DeferredError` when the archive has paused us for longer
+        than ``rates.max_wait`` (nothing is stored then: try later).
+        """
+        self._check()
+        plan = self._engine.plan(url, at, force)
+        if not plan.due and plan.existing is not None:
+            return plan.existing
+        return await self._engine.attempt(plan)
+
+    async def fetch_many(
+        self,
+        urls: Iterable[str],
+        *,
+        at: str | None = None,
+        force: bool = False,
+        concurrency: int = 4,
+    ) -> list[Record | SnapcacheError]:
+        """Fetch several URLs with bounded concurrency, in input order. A URL that cannot
+        be used gives its :class:`SnapcacheError` in its place instead of a record."""
+        self._check()
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(u: str) -> Record | SnapcacheError:
+            async with gate:
+                try:
+                    return await self.fetch(u, at=at, force=force)
+                except SnapcacheError as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(one(u) for u in urls)))
+
+    async def run(self, sources: Sources, **options: Unpack[RunOptions]) -> RunSummary:
+        """Run over a source list (a path, a binary file, or an iterable of lines): fetch
+        only what is missing or stale, with bounded concurrency under the shared rate
+        limits. See :class:`~snapcache.runner.RunOptions` for the options (``force``,
+        ``on_result``, ``dry_run``, ``save`` …). The caller may hold the CLI's run lock."""
+        self._check()
+        policy = RunPolicy.from_config(
+            self.config, concurrency=options.get("concurrency"),
+            max_wait=options.get("max_wait"),
+        )
+        save = options.get("save")
+        dry_run = options.get("dry_run", False)
+        runner = Runner(
+            self._engine, policy,
+            force=options.get("force", False),
+            dry_run=dry_run,
+            on_result=options.get("on_result"),
+            control=options.get("control"),
+            save=save,
+            saver=Saver(self._engine, self._transport) if save is not None and not dry_run
+            else None,
+        )
+        return await runner.run(sources, options.get("fmt"))
+
+    async def save(
+        self, urls: Iterable[str], *, budget: float | None = None
+    ) -> tuple[list[Record | SnapcacheError], SaveStats]:
+        """Ask the archive to capture each URL (Save Page Now 2), then follow the jobs for
+        up to ``budget`` seconds. Each URL is fetched first (a fresh record costs nothing);
+        a URL with a capture newer than ``save.if_not_archived_within_days`` is not
+        submitted, and a pending job is polled, never resubmitted. Raises
+        :class:`~snapcache.errors.ConfigError` when saving is disabled or has no keys."""
+        self._check()
+        saver = Saver(self._engine, self._transport)
+        results: list[Record | SnapcacheError] = []
+        ids: list[str] = []
+        for url in urls:
+            try:
+                record = await self.fetch(url)
+            except SnapcacheError as exc:
+                results.append(exc)
+                continue
+            ids.append(record.resource_id)
+            results.append(record)
+        await saver.run(ids, stale_days=self.config.save.if_not_archived_within_days,
+                        budget=budget)
+        final: list[Record | SnapcacheError] = [
+            (self.cache.get(item.resource_id) or item) if isinstance(item, Record) else item
+            for item in results
+        ]
+        return final, saver.stats
+
+    def lookup(self, ident: str) -> Record | None:
+        """A stored record by resource ID, stable ID or URL (alias included); no network."""
+        if self._closed:
+            raise FetcherClosedError("this fetcher is closed; make a new one")
+        return self.cache.lookup(ident.strip())
+
+    def move(self, old_url: str, new_url: str) -> Record:
+        """Rebind a resource to a corrected URL; its IDs stay, the old URL stays an alias."""
+        if self._closed:
+            raise FetcherClosedError("this fetcher is closed; make a new one")
+        return self.cache.move(old_url.strip(), parse_target(new_url).given)
+
+
+class Fetcher:
+    """Synchronous facade over :class:`AsyncFetcher`.
+
+    It runs the async fetcher on a private event loop thread, so it also works where a loop
+    is already running (notebooks, other async frameworks). ``Fetcher(config).fetch(url)``
+    returns a :class:`~snapcache.cache.Record`. Close it (or use it as a context manager)
+    to release the HTTP client and the store.
+    """
+
+    def __init__(
+        self,
+        config: Config | str | os.PathLike[str] | None = None,
+        *,
+        cache: Store | None = None,
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="snapcache-loop", daemon=True
+        )
+        self._thread.start()
+        try:
+            self._async = self._call(self._make(config, cache))
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    @staticmethod
+    async def _make(
+        config: Config | str | os.PathLike[str] | None, cache: Store | None
+    ) -> AsyncFetcher:
+        # Built on the loop thread so httpx binds its client to that loop.
+        return AsyncFetcher(config, cache=cache)
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop.is_closed():
+            coro.close()
+            raise FetcherClosedError("this fetcher is closed; make a new one")
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result()
+
+    @property
+    def config(self) -> Config:
+        """The configuration in use."""
+        return self._async.config
+
+    @property
+    def cache(self) -> Store:
+        """The record store (usable directly for reads)."""
+        return self._async.cache
+
+    @property
+    def stats(self) -> TransportStats:
+        """See :attr:`AsyncFetcher.stats`."""
+        return self._async.stats
+
+    def rate_limits(self) -> list[PoolState]:
+        """See :meth:`AsyncFetcher.rate_limits`."""
+        return self._async.rate_limits()
+
+    def fetch(self, url: str, at: str | None = None, force: bool = False) -> Record:
+        """See :meth:`AsyncFetcher.fetch`. A fresh record is answered on the caller's
+        thread, without waking the engine's loop (a store read takes microseconds)."""
+        if self._loop.is_closed():
+            raise FetcherClosedError("this fetcher is closed; make a new one")
+        plan = self._async.plan(url, at, force)
+        if not plan.due and plan.existing is not None:
+            return plan.existing
+        return self._call(self._async.attempt(plan))
+
+    def fetch_many(
+        self, urls: Iterable[str], *, at: str | None = None, force: bool = False,
+        concurrency: int = 4,
+    ) -> list[Record | SnapcacheError]:
+        """See :meth:`AsyncFetcher.fetch_many`."""
+        return self._call(
+            self._async.fetch_many(list(urls), at=at, force=force, concurrency=concurrency)
+        )
+
+    def run(self, sources: Sources, **options: Unpack[RunOptions]) -> RunSummary:
+        """See :meth:`AsyncFetcher.run`. ``on_result`` is called on the engine's thread."""
+        return self._call(self._async.run(sources, **options))
+
+    def save(
+        self, urls: Iterable[str], *, budget: float | None = None
+    ) -> tuple[list[Record | SnapcacheError], SaveStats]:
+        """See :meth:`AsyncFetcher.save`."""
+        return self._call(self._async.save(list(urls), budget=budget))
+
+    def lookup(self, ident: str) -> Record | None:
+        """See :meth:`AsyncFetcher.lookup`."""
+        return self._async.lookup(ident)
+
+    def move(self, old_url: str, new_url: str) -> Record:
+        """See :meth:`AsyncFetcher.move`."""
+        return self._async.move(old_url, new_url)
+
+    def close(self) -> None:
+        """Release the HTTP client, the store and the loop thread."""
+        if self._loop.is_closed():
+            return
+        try:
+            self._call(self._async.aclose())
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,70 @@
+"""The one-fetch engine as the layers above it see it: a typed interface, no implementation.
+
+The runner (:mod:`snapcache.runner`) and the save pass (:mod:`snapcache.save`) depend on
+:class:`FetchEngine`, not on :class:`~snapcache.engine.Engine`, so the engine knows nothing of
+runs or saving and either side can change without the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from snapcache.cache import Record, Store
+
+from .config import Config
+from .ids import Target
+from .transport import TransportStats
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What :meth:`FetchEngine.plan` decided for one URL (no request made)."""
+
+    target: Target
+    at: str | None
+    """The capture time asked for (14 digits), or None for the newest."""
+    resource_id: str
+    existing: Record | None
+    due: bool
+    """True when the URL must be fetched."""
+    reason: str
+    """Why: "missing", "forced", "stale since …", "fresh until …"."""
+
+
+class FetchEngine(Protocol):
+    """Plan and make one fetch, store its record, and report the requests made."""
+
+    @property
+    def config(self) -> Config:
+        """The configuration in use."""
+        ...
+
+    @property
+    def store(self) -> Store:
+        """The record store every result is written to."""
+        ...
+
+    def plan(
+        self, url: str, at: str | None = None, force: bool = False, *, checked: bool = False
+    ) -> Plan:
+        """Decide from the store alone whether ``url`` needs fetching, and why.
+
+        Raises :class:`~snapcache.errors.InputError` for an unusable URL or timestamp.
+        ``checked`` says the URL already passed :func:`~snapcache.ids.check_url`.
+        """
+        ...
+
+    async def attempt(self, plan: Plan, stable_id: str | None = None) -> Record:
+        """Resolve, fetch, extract and store one planned URL, whatever its freshness.
+
+        Returns the stored record (a failure never replaces a good one). Raises
+        :class:`~snapcache.errors.DeferredError` when the archive paused us for longer than
+        the current wait limit (nothing stored), and
+        :class:`~snapcache.cache.StableIdConflictError` for a conflicting ``stable_id``.
+        """
+        ...
+
+    def stats(self) -> TransportStats:
+        """Requests made so far, per pool, with the 429s met and the pauses taken."""
+        ...
