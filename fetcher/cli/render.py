@@ -5,6 +5,8 @@ formats. Everything from a record passes :func:`~snapcache.cli.common.clean` fir
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
+from datetime import datetime
 from typing import Final
 
 import click
@@ -28,26 +30,23 @@ def human_size(size: int | None) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
+def _human(text: str, parse: Callable[[str], datetime]) -> str:
+    # A stored time that does not parse is shown as it is rather than hidden.
+    try:
+        dt = parse(text)
+    except ValueError:
+        return text
+    return f"{dt:%b} {dt.day}, {dt:%Y %H:%M} UTC"
+
+
 def human_timestamp(ts: str | None) -> str:
     """A 14-digit archive timestamp as ``Apr 8, 2026 19:43 UTC``."""
-    if not ts:
-        return "unknown"
-    try:
-        dt = parse_timestamp14(ts)
-    except ValueError:
-        return ts
-    return f"{dt:%b} {dt.day}, {dt:%Y %H:%M} UTC"
+    return _human(ts, parse_timestamp14) if ts else "unknown"
 
 
 def human_iso(iso: str | None) -> str:
     """An ISO 8601 UTC time as ``Nov 29, 2026 11:27 UTC``."""
-    if not iso:
-        return "never"
-    try:
-        dt = parse_iso(iso)
-    except ValueError:
-        return iso
-    return f"{dt:%b} {dt.day}, {dt:%Y %H:%M} UTC"
+    return _human(iso, parse_iso) if iso else "never"
 
 
 def render_card(record: Record) -> str:
