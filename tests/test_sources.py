@@ -78,7 +78,8 @@ def test_bad_at_and_stable_id_cells_are_line_errors() -> None:
 
 def test_csv_without_a_url_column_is_one_clear_error() -> None:
     items = parse("name,link\nx,https://a.example/\n", "csv")
-    assert items == [SourceError(1, "CSV header has no 'url' column")]
+    assert items == [SourceError(1, "CSV header has no 'url' column"
+                                    " (columns found: 'name', 'link')")]
 
 
 @pytest.mark.parametrize(
