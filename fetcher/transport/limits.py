@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import sqlite3
 import time
@@ -19,8 +20,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final, assert_never
 
-from ..config import ArchiveEntry, Config
+from ..config import DEFAULT_PAUSE_ON_429, ArchiveEntry, Config
 from ..errors import DeferredError, UsageError
+
+#: A connection failing right after a 429 is taken for the archive's firewall block, which
+#: pauses every pool of that host for this many ``pause_on_429`` periods (10 min at the
+#: defaults). That is the longest pause snapcache ever sets, so a longer one found in the
+#: state file (a clock stepped back, a damaged file) is cut to it.
+FIREWALL_PAUSE_FACTOR: Final = 10.0
+
+_log = logging.getLogger(__name__)
 
 
 class Pool(StrEnum):
@@ -150,12 +159,27 @@ class PoolState:
     """The budget this limiter applies to the pool (``math.inf``: no limit)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Take:
+    """What one try for a token found: ``wait`` seconds until one is due (0: taken), and
+    whether that is a pause (after a 429 or a firewall block) or an empty bucket."""
+
+    wait: float
+    paused: bool
+
+
 class RateLimiter:
     """Token buckets per pool and archive host, kept in a :class:`StateFile` so every
     process on the machine that uses the same file shares one budget.
 
     A pool paused after a 429 stays paused for everyone until the pause ends. Only the
     pools declared in :class:`Pool` exist: any other name is refused.
+
+    Times in the file are not trusted blindly: a bucket refilled "in the future" (the clock
+    was stepped back, or the file is damaged) is taken as refilled now, and a pause longer
+    than ``max_pause`` from now is cut to ``max_pause``, with a warning naming the file.
+    ``max_pause`` defaults to the longest pause snapcache sets at the default settings
+    (``pause_on_429 * FIREWALL_PAUSE_FACTOR``); :meth:`from_config` uses the configured one.
     """
 
     def __init__(
@@ -163,8 +187,12 @@ class RateLimiter:
         path: Path,
         per_minute: Mapping[Pool, float],
         per_host: Mapping[str, Mapping[Pool, float]] | None = None,
+        *,
+        max_pause: float = DEFAULT_PAUSE_ON_429 * FIREWALL_PAUSE_FACTOR,
     ) -> None:
         self.path = path
+        #: The longest pause this limiter sets or honours, seconds.
+        self.max_pause = max_pause
         self.per_minute = {as_pool(pool): rate for pool, rate in per_minute.items()}
         #: Budgets of one archive host (``host[:port]``), overriding ``per_minute`` per pool.
         self.per_host = {
@@ -181,6 +209,7 @@ class RateLimiter:
             config.rate_state_path,
             {pool: pool.budget(config) for pool in Pool},
             per_host_budgets(config),
+            max_pause=config.rates.pause_on_429 * FIREWALL_PAUSE_FACTOR,
         )
 
     @staticmethod
@@ -197,8 +226,8 @@ class RateLimiter:
         declared = as_pool(pool)
         return self.per_host.get(key, {}).get(declared, self.per_minute.get(declared))
 
-    def _take(self, name: str, rate_per_minute: float) -> float:
-        """Take a token if one is there; return 0, or the seconds to wait before retrying."""
+    def _take(self, name: str, rate_per_minute: float) -> Take:
+        """Take a token if one is there; else say how long until one is due, and why."""
         capacity = self.burst(rate_per_minute)
         with self.state.transaction() as conn:
             # The clock is read under the write lock: read before it, a process that waited
@@ -217,18 +246,43 @@ class RateLimiter:
                 )
             else:
                 tokens, updated, paused_until = float(row[0]), float(row[1]), float(row[2])
-            # Never move ``updated`` backwards (another host's clock, a clock step).
-            now = max(now, updated)
+            if updated > now:
+                # Refilled "in the future": the clock was stepped back (every process here
+                # shares it) or the file is damaged. Taken as refilled now; trusting it would
+                # refill nothing until the clock caught up, and every request would wait.
+                if updated - now > 1.0:
+                    _log.warning(
+                        "rate-limit state file %s: bucket %s was refilled %.0f s in the "
+                        "future (clock stepped back?); taken as refilled now",
+                        self.path, name, updated - now,
+                    )
+                updated = now
+            if paused_until > now + self.max_pause:
+                paused_until = self._cap_pause(conn, name, now, paused_until)
             if paused_until > now:
-                return paused_until - now
+                return Take(paused_until - now, paused=True)
             rate = rate_per_minute / 60.0
-            tokens = min(capacity, tokens + max(0.0, now - updated) * rate)
+            tokens = min(capacity, max(0.0, tokens) + (now - updated) * rate)
             taken = tokens >= 1.0
             conn.execute(
                 "UPDATE buckets SET tokens = ?, updated = ? WHERE pool = ?",
                 (tokens - 1.0 if taken else tokens, now, name),
             )
-            return 0.0 if taken else (1.0 - tokens) / rate
+            # Not taken: the bucket says exactly when the next token is due.
+            return Take(0.0 if taken else (1.0 - tokens) / rate, paused=False)
+
+    def _cap_pause(self, conn: sqlite3.Connection, name: str, now: float,
+                   paused_until: float) -> float:
+        """Cut a pause longer than any snapcache sets to :attr:`max_pause` from now, in the
+        file too (so the next reader does not warn again); returns the new end."""
+        capped = now + self.max_pause
+        _log.warning(
+            "rate-limit state file %s: pool %s was paused for %.0f s more, longer than any "
+            "pause snapcache sets (clock stepped back, or a damaged file?); cut to %.0f s",
+            self.path, name, paused_until - now, self.max_pause,
+        )
+        conn.execute("UPDATE buckets SET paused_until = ? WHERE pool = ?", (capped, name))
+        return capped
 
     async def acquire(self, key: str, pool: Pool, max_wait: float) -> None:
         """Wait for a token of ``pool`` (under the archive ``key``), at most ``max_wait`` s.
@@ -243,27 +297,34 @@ class RateLimiter:
             return
         deadline = time.monotonic() + max_wait
         while True:
-            wait = await asyncio.to_thread(self._take, _bucket(key, declared), rate)
-            if wait <= 0:
+            take = await asyncio.to_thread(self._take, _bucket(key, declared), rate)
+            if take.wait <= 0:
                 return
-            if time.monotonic() + wait > deadline:
+            if time.monotonic() + take.wait > deadline:
+                why = "paused" if take.paused else "out of budget"
                 raise DeferredError(
-                    f"{declared} pool of {key} is paused or out of budget for {wait:.0f} s more"
+                    f"{declared} pool of {key} is {why} for {_seconds_text(take.wait)} "
+                    f"more, longer than the wait limit of {_seconds_text(max_wait)}"
                 )
-            await asyncio.sleep(min(wait, 5.0))
+            # Sleep until the token (or the pause's end) is due, as the bucket says, not in
+            # short polls; another process may take it first, and then we wait again.
+            await asyncio.sleep(take.wait + _SLEEP_SLACK)
 
     def pause(self, key: str, pool: Pool, seconds: float) -> None:
         """Stop every request of ``pool`` for ``seconds``, in every process."""
         name = _bucket(key, as_pool(pool))
+        seconds = min(seconds, self.max_pause)
         with self.state.transaction() as conn:
             now = time.time()  # under the lock, as in _take
+            # An earlier pause is kept if it ends later, but never beyond max_pause from now
+            # (one found further off is not ours to trust: see _take).
             conn.execute(
                 "INSERT INTO buckets (pool, tokens, updated, paused_until, last_429)"
                 " VALUES (?, 0, ?, ?, ?) ON CONFLICT(pool) DO UPDATE SET tokens = 0,"
                 " updated = excluded.updated,"
-                " paused_until = MAX(paused_until, excluded.paused_until),"
+                " paused_until = MAX(MIN(paused_until, ?), excluded.paused_until),"
                 " last_429 = excluded.last_429",
-                (name, now, now + seconds, now),
+                (name, now, now + seconds, now, now + self.max_pause),
             )
 
     def recently_paused(self, key: str, within: float) -> bool:
@@ -276,7 +337,9 @@ class RateLimiter:
                 f"SELECT MAX(paused_until) FROM buckets WHERE pool IN ({marks})", names
             ).fetchone()
         until = float(row[0]) if row and row[0] is not None else 0.0
-        return until > 0 and time.time() < until + within
+        now = time.time()
+        until = min(until, now + self.max_pause)  # a pause from the future: see _take
+        return until > 0 and now < until + within
 
     def paused_for(self, key: str, pool: Pool) -> float:
         """Seconds left on a pause of ``pool`` (0 when it is not paused)."""
@@ -284,7 +347,7 @@ class RateLimiter:
             row = conn.execute(
                 "SELECT paused_until FROM buckets WHERE pool = ?", (_bucket(key, as_pool(pool)),)
             ).fetchone()
-        return max(0.0, float(row[0]) - time.time()) if row else 0.0
+        return min(self.max_pause, max(0.0, float(row[0]) - time.time())) if row else 0.0
 
     def states(self) -> list[PoolState]:
         """Every bucket in the state file, as it stands now, without changing anything
@@ -302,13 +365,27 @@ class RateLimiter:
             pool = Pool(pool_name)
             rate = self.budget_for(key, pool)
             per_minute = math.inf if rate is None else rate
-            paused = max(0.0, float(paused_until) - now)
-            level = float(tokens)
+            # As _take would see them: a pause at most max_pause, a refill time from the
+            # future taken as now.
+            paused = min(self.max_pause, max(0.0, float(paused_until) - now))
+            level = max(0.0, float(tokens))
             if not paused and not math.isinf(per_minute):
                 refill = max(0.0, now - float(updated)) * per_minute / 60.0
                 level = min(self.burst(per_minute), level + refill)
             found.append(PoolState(key, pool, paused, 0.0 if paused else level, per_minute))
         return sorted(found, key=lambda s: (s.key, list(Pool).index(s.pool)))
+
+
+#: Added to a computed wait, so that the token is due when we wake (float rounding).
+_SLEEP_SLACK: Final = 0.001
+
+
+def _seconds_text(seconds: float) -> str:
+    """A wait in words for messages: whole seconds, rounded up ("1 s" for 0.2 s, never
+    "0 s" for a wait that is not zero); "0 s" only for no wait at all."""
+    if seconds <= 0:
+        return "0 s"
+    return f"{math.ceil(seconds)} s"
 
 
 def _bucket(key: str, pool: Pool) -> str:
