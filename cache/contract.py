@@ -249,7 +249,9 @@ class Store(Protocol):
         touched only when the capture is replaced: set to ``text``, or removed if ``text``
         is ``None``. ``history_entry`` must be a JSON-serialisable mapping (``TypeError``
         otherwise); the newest :attr:`history_limit` entries are kept. A record that would
-        not read back under the current schema raises ``RecordFormatError``.
+        not read back under the current schema raises ``RecordFormatError``. An attempt
+        whose ``url`` is not the stored record's current URL (it was made for a URL since
+        moved away) changes nothing, history included, and the stored record is returned.
         """
         ...
 

@@ -283,7 +283,8 @@ class SnapshotCache:
         URL, created_at) already bound to the resource wins over the one in ``new``. The text
         is replaced only with the capture: set to ``text``, or deleted if ``text`` is
         ``None``. ``history_entry`` must be JSON-serialisable; the newest ``history_limit``
-        entries are kept.
+        entries are kept. An attempt whose URL is not the stored record's current URL (made
+        for a URL since moved away) changes nothing: the stored record is returned as is.
         """
         rid = new.resource_id
         check_resource_id(rid)
@@ -292,6 +293,11 @@ class SnapshotCache:
         _check_entry(history_entry)
         with self._rows.transaction():
             old = self._rows.record(rid)
+            if old is not None and new.url.strip() != old.url.strip():
+                # The attempt fetched another URL than the record's: one moved away while it
+                # ran, or a caller still using the old name. Its content belongs to that old
+                # URL; merged in, it would undo the move (title, text, original_url).
+                return old
             ident = self._rows.identity(rid)
             if old is None:
                 if ident is not None:

@@ -540,6 +540,23 @@ def test_later_attempts_after_a_move_keep_the_new_url(store: Store) -> None:
     assert store.aliases(rid(EXAMPLE)) == [EXAMPLE]
 
 
+def test_an_attempt_for_a_url_moved_away_changes_nothing(store: Store) -> None:
+    """An attempt made for the old URL (moved while it ran, or a caller still naming it)
+    holds that URL's content: merged in, it would undo the move."""
+    store.save_attempt(attempt(EXAMPLE, "ok"), text="the good text", history_entry={"n": 1})
+    moved = store.move(EXAMPLE, "https://example.org")
+    history = store.history(rid(EXAMPLE))
+    for status in ("ok", "error"):
+        late = attempt(EXAMPLE, status, title="The old URL's page",  # type: ignore[arg-type]
+                       capture_timestamp="20270101000000", original_url=EXAMPLE)
+        stored = store.save_attempt(late, text="the old URL's text", history_entry={"n": 2})
+        assert stored == moved
+    assert store.get(rid(EXAMPLE)) == moved
+    assert store.get_text(rid(EXAMPLE)) == "the good text"
+    assert store.history(rid(EXAMPLE)) == history
+    assert store.by_url("https://example.org") == moved
+
+
 # ---------------------------------------------------------------------------------------------
 # Save Page Now fields
 
