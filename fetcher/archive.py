@@ -29,7 +29,13 @@ from .capture import (
     pywb_redirect_replay,
 )
 from .config import ArchiveEntry, Config
-from .errors import ArchiveError, DeferredError, DisallowedHostError, TransientError
+from .errors import (
+    ArchiveError,
+    ArchiveUnreachableError,
+    DeferredError,
+    DisallowedHostError,
+    TransientError,
+)
 from .ids import timestamp_now
 from .transport import FULL, HEAD_BYTES, Pool, Response, Transport
 
@@ -345,6 +351,8 @@ class ArchiveChain:
 
         Raises the first :class:`DeferredError` when no archive gave a good capture and one
         of them had paused us for longer than ``max_wait``: nothing should be stored then.
+        Raises :class:`ArchiveUnreachableError` when no archive could even be connected to:
+        that says nothing about the URL, and the caller decides what it means.
         """
         results: list[Resolution] = []
         failures: list[tuple[str, Exception]] = []
@@ -363,6 +371,15 @@ class ArchiveChain:
         for _name, failure in failures:
             if isinstance(failure, DeferredError):
                 raise failure
+        unreachable = [f for _n, f in failures if isinstance(f, ArchiveUnreachableError)]
+        if not results and unreachable and len(unreachable) == len(failures):
+            first = unreachable[0]
+            if len(self.archives) == 1:
+                raise first
+            raise ArchiveUnreachableError(
+                "; ".join(f"{n}: {f}" for n, f in failures), host=first.host,
+                cause=first.cause, first_contact=all(f.first_contact for f in unreachable),
+            )
         return self._combine(results, failures, at)
 
     def _combine(

@@ -18,9 +18,15 @@ from snapcache.cache import Record, Status, Store, TTLs, freshness, to_iso
 
 from .archive import ArchiveChain, Resolution, WaybackArchive
 from .config import Config
-from .errors import ArchiveError, DisallowedHostError, TransientError
+from .errors import ArchiveError, ArchiveUnreachableError, DisallowedHostError, TransientError
 from .extract import Extraction, ExtractLimits, extract
-from .ids import mint_stable_id, normalize_timestamp, parse_target, resource_id
+from .ids import (
+    mint_stable_id,
+    normalize_timestamp,
+    parse_target,
+    resource_id,
+    timestamp_now,
+)
 from .protocols import Plan
 from .transport import Response, Transport, TransportStats
 
@@ -132,7 +138,6 @@ class Engine:
         Raises :class:`~snapcache.errors.InputError` for a URL or timestamp that is not usable.
         """
         target = parse_target(url, self.transport.allowed, checked=checked)
-        wanted_at = normalize_timestamp(at) if at else target.at
         # Local SQLite reads take microseconds and never wait on writers (WAL), so they run
         # on the caller's thread: a hop per read would cost more than the read (warm runs).
         rid = resource_id(target.given)
@@ -144,22 +149,38 @@ class Engine:
             owner = self._store.resource_id_for_url(target.given)
             if owner is not None and owner != rid:
                 rid, existing = owner, self._store.get(owner)
+        alias: str | None = None
+        if existing is not None and existing.url.strip() != target.given:
+            # An old URL of a moved record (a list not yet corrected): fetch the record's
+            # current URL. Fetching the old one would store its content, title and
+            # original_url in the corrected record, and undo the move on every run.
+            alias = target.given
+            target = parse_target(existing.url.strip(), self.transport.allowed)
+        wanted_at = normalize_timestamp(at) if at else target.at
+
+        def decided(due: bool, reason: str) -> Plan:
+            return Plan(target, wanted_at, rid, existing, due, reason, alias)
+
         if existing is None:
-            return Plan(target, wanted_at, rid, None, True, "missing")
+            return decided(True, "missing")
         if force:
-            return Plan(target, wanted_at, rid, existing, True, "forced")
+            return decided(True, "forced")
         # A record answers the question only if it was asked the same way: newest (None)
         # or closest to the same time.
         if existing.requested_timestamp != wanted_at:
-            return Plan(target, wanted_at, rid, existing, True, "asked for another time")
+            return decided(True, "asked for another time")
         fresh = freshness(existing, datetime.now(UTC), self.ttls)
-        return Plan(target, wanted_at, rid, existing, not fresh.fresh, fresh.reason)
+        return decided(not fresh.fresh, fresh.reason)
 
-    async def attempt(self, plan: Plan, stable_id: str | None = None) -> Record:
+    async def attempt(
+        self, plan: Plan, stable_id: str | None = None, *, defer_unreachable: bool = False
+    ) -> Record:
         """Resolve, fetch, extract and store one planned URL, whatever its freshness.
 
         ``stable_id`` binds a supplied ID when the resource has none yet (a conflict with a
-        stored one raises :class:`~snapcache.cache.StableIdConflictError`).
+        stored one raises :class:`~snapcache.cache.StableIdConflictError`). With
+        ``defer_unreachable``, an attempt that could not connect to any archive raises
+        :class:`~snapcache.errors.ArchiveUnreachableError` and stores nothing.
         """
         target, wanted_at, rid = plan.target, plan.at, plan.resource_id
         sid = await asyncio.to_thread(
@@ -178,6 +199,12 @@ class Engine:
                 extracted = await asyncio.to_thread(
                     extract_response, resolution.response, self.limits
                 )
+        except ArchiveUnreachableError as exc:
+            if defer_unreachable:
+                raise  # nothing reached: the caller decides, and nothing is stored
+            resolution = Resolution("error", wanted_at or timestamp_now(), error=str(exc),
+                                    archive=self.config.archive.name)
+            error = resolution.error
         except (TransientError, ArchiveError, DisallowedHostError) as exc:
             resolution = None
             error = str(exc) or type(exc).__name__

@@ -11,7 +11,8 @@ Everything that leaves the library on purpose is a :class:`SnapcacheError`::
     ├── InputError (ValueError)         an unusable URL or timestamp: skip it
     ├── ArchiveError                    an answer that is not a result: recorded, retried later
     │   └── TransientError              may pass: retried with backoff, then recorded
-    │       └── RateLimitedError        the archive's own 429: the pool pauses for everyone
+    │       ├── RateLimitedError        the archive's own 429: the pool pauses for everyone
+    │       └── ArchiveUnreachableError no connection at all: host unresolvable or refusing
     ├── DeferredError                   not now: a pause longer than max_wait; nothing stored
     ├── DisallowedHostError             a request or redirect would leave the archive hosts
     └── UsageError (RuntimeError)       the library was used wrongly
@@ -28,6 +29,7 @@ from snapcache.cache.errors import CacheError, SnapcacheError
 
 __all__ = [
     "ArchiveError",
+    "ArchiveUnreachableError",
     "CacheError",
     "ConfigError",
     "DeferredError",
@@ -70,6 +72,25 @@ class TransientError(ArchiveError):
 class RateLimitedError(TransientError):
     """The archive answered 429 (its own, not an archived one). The pool is paused for
     everyone sharing the rate-limit state; requests resume after the pause."""
+
+
+class ArchiveUnreachableError(TransientError):
+    """No connection to the archive at all: its host name cannot be resolved, or it refuses
+    or does not accept connections. Unlike an archive's answer (a 5xx, a reset mid-body),
+    this says nothing about the URL; offline, every URL fails this way.
+
+    ``host`` is the archive host (``host[:port]``), ``cause`` what went wrong ("the host
+    name cannot be resolved", "connection refused", ...), and ``first_contact`` is True
+    when this process had never reached that host before (then it is not retried: the
+    network is most likely down, and a run's next URLs are the retries). A run whose first
+    URLs all fail this way defers the rest (exit 75) instead of failing every URL in turn.
+    """
+
+    def __init__(self, message: str, *, host: str, cause: str, first_contact: bool) -> None:
+        super().__init__(message)
+        self.host = host
+        self.cause = cause
+        self.first_contact = first_contact
 
 
 class DeferredError(SnapcacheError):

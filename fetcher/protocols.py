@@ -30,6 +30,10 @@ class Plan:
     """True when the URL must be fetched."""
     reason: str
     """Why: "missing", "forced", "stale since …", "fresh until …"."""
+    alias: str | None = None
+    """The URL asked for, when it is an old URL (an alias) of a record since moved: the
+    fetch then goes to :attr:`target`, built from the record's current URL, so the old
+    URL's content never lands in the corrected record."""
 
 
 class FetchEngine(Protocol):
@@ -55,13 +59,18 @@ class FetchEngine(Protocol):
         """
         ...
 
-    async def attempt(self, plan: Plan, stable_id: str | None = None) -> Record:
+    async def attempt(
+        self, plan: Plan, stable_id: str | None = None, *, defer_unreachable: bool = False
+    ) -> Record:
         """Resolve, fetch, extract and store one planned URL, whatever its freshness.
 
         Returns the stored record (a failure never replaces a good one). Raises
         :class:`~snapcache.errors.DeferredError` when the archive paused us for longer than
         the current wait limit (nothing stored), and
         :class:`~snapcache.cache.StableIdConflictError` for a conflicting ``stable_id``.
+        With ``defer_unreachable``, an attempt that could not connect to any archive at all
+        raises :class:`~snapcache.errors.ArchiveUnreachableError` and stores nothing (it
+        says nothing about the URL); without it, that failure is recorded like any other.
         """
         ...
 

@@ -27,7 +27,7 @@ from typing import IO, Any, Final, Literal, TypedDict
 from snapcache.cache import Record, StableIdConflictError, utc_now_iso
 
 from .config import Config
-from .errors import DeferredError, InputError
+from .errors import ArchiveUnreachableError, DeferredError, InputError
 from .protocols import FetchEngine, Plan
 from .save import Saver, needs_poll, needs_save
 from .sources import Format, SourceEntry, SourceError, parse_sources
@@ -35,6 +35,10 @@ from .transport import wait_at_most
 
 #: How long in-flight URLs may finish after a stop request before they are abandoned.
 STOP_GRACE_SECONDS: Final = 5.0
+#: Until some attempt of a run has reached an archive, URLs are tried one at a time, and
+#: after this many in a row could not connect at all (host unresolvable, connection
+#: refused), the run stops: the archive cannot be reached, most likely we are offline.
+PROBE_URLS: Final = 3
 
 Verdict = Literal["ok", "failed", "deferred", "SIGINT", "SIGTERM"]
 
@@ -50,6 +54,9 @@ class RunEvent:
     url: str | None
     record: Record | None = None
     reason: str = ""
+    moved_to: str | None = None
+    """When ``url`` is an old URL of a moved record: the record's current URL, the one
+    fetched (see :attr:`~snapcache.protocols.Plan.alias`)."""
 
 
 @dataclass(slots=True)
@@ -64,10 +71,17 @@ class RunSummary:
     skipped_fresh: int = 0
     would_fetch: int = 0
     new: int = 0
+    """Attempts that stored a first record with an outcome (not an error)."""
     refreshed: int = 0
+    """Attempts that gave an existing record a new outcome (not an error)."""
+    failed: int = 0
+    """Attempts that ended in an error (recorded beside the record, or not stored)."""
     outcomes: Counter[str] = field(default_factory=Counter)
     deferred: int = 0
     deferred_reason: str | None = None
+    unreachable: str | None = None
+    """Set when the run stopped because no archive could be connected to at all (before
+    any URL got through): names the host and the cause."""
     interrupted: str | None = None
     requests: Counter[str] = field(default_factory=Counter)
     rate_limited: int = 0
@@ -101,9 +115,11 @@ class RunSummary:
             "would_fetch": self.would_fetch,
             "new": self.new,
             "refreshed": self.refreshed,
+            "failed": self.failed,
             "outcomes": dict(sorted(self.outcomes.items())),
             "deferred": self.deferred,
             "deferred_reason": self.deferred_reason,
+            "unreachable": self.unreachable,
             "interrupted": self.interrupted,
             "requests": dict(sorted(self.requests.items())),
             "rate_limited": self.rate_limited,
@@ -257,6 +273,15 @@ class Runner:
         )
         self.seen: set[str] = set()
         self.save_candidates: list[str] = []
+        #: True once an attempt of this run got through to an archive.
+        self.reached = False
+        #: One URL at a time until then (the probe), so that offline a run stops after
+        #: PROBE_URLS quick failures, not after every worker's retries.
+        self.probe_gate = asyncio.Lock()
+        #: URLs whose attempt could not connect at all before anything did: tried again
+        #: once an archive answers, else deferred (nothing was stored for them).
+        self.held: list[tuple[SourceEntry, Plan]] = []
+        self.unreachable_error: ArchiveUnreachableError | None = None
 
     # -- reporting ---------------------------------------------------------------------
 
@@ -270,6 +295,12 @@ class Runner:
             self.save_candidates.append(record.resource_id)
         if self.on_result is not None:
             self.on_result(event)
+
+    def event(self, kind: EventKind, item: SourceEntry, plan: Plan | None,
+              record: Record | None = None, reason: str = "") -> RunEvent:
+        """The event of one listed URL, naming the URL fetched when it was moved."""
+        moved_to = plan.target.given if plan is not None and plan.alias is not None else None
+        return RunEvent(kind, item.line, item.url, record, reason, moved_to)
 
     def defer(self, reason: str) -> None:
         """Leave every URL not yet fetched for a later run; the first reason is kept."""
@@ -304,7 +335,7 @@ class Runner:
             return None
         if plan.resource_id in self.seen:
             s.duplicates += 1
-            self.emit(RunEvent("duplicate", item.line, item.url, reason="listed earlier"))
+            self.emit(self.event("duplicate", item, plan, reason="listed earlier"))
             return None
         self.seen.add(plan.resource_id)
         existing = plan.existing
@@ -315,11 +346,11 @@ class Runner:
             return None
         if not plan.due:
             s.skipped_fresh += 1
-            self.emit(RunEvent("fresh", item.line, item.url, existing, plan.reason))
+            self.emit(self.event("fresh", item, plan, existing, plan.reason))
             return None
         if self.dry_run:
             s.would_fetch += 1
-            self.emit(RunEvent("would_fetch", item.line, item.url, existing, plan.reason))
+            self.emit(self.event("would_fetch", item, plan, existing, plan.reason))
             return None
         return plan
 
@@ -342,28 +373,68 @@ class Runner:
                 return
             item, plan = job
             if self.deferring:
-                self.summary.deferred += 1
-                self.emit(RunEvent("deferred", item.line, item.url,
-                                   reason=self.summary.deferred_reason or ""))
+                self.defer_one(item, plan)
                 continue
             if self.control.stopped:
                 continue
             await self.fetch_one(item, plan)
 
+    def defer_one(self, item: SourceEntry, plan: Plan, reason: str | None = None) -> None:
+        """Leave one URL as it is for a later run, and say why."""
+        self.summary.deferred += 1
+        self.emit(self.event("deferred", item, plan,
+                             reason=reason or self.summary.deferred_reason or ""))
+
     async def fetch_one(self, item: SourceEntry, plan: Plan) -> None:
-        """Fetch one planned URL and count its outcome; never raises for one URL."""
+        """Fetch one planned URL and count its outcome; never raises for one URL.
+
+        Until an attempt of this run reaches an archive, attempts go one at a time and one
+        that cannot connect at all is held, not recorded (see :data:`PROBE_URLS`)."""
+        probing = False
+        if not self.reached:
+            await self.probe_gate.acquire()
+            if self.reached:
+                self.probe_gate.release()
+            else:
+                probing = True
+        try:
+            if probing and self.deferring:  # the probe gave up while this one waited
+                self.defer_one(item, plan)
+                return
+            reached = await self.attempt_one(item, plan, probing=probing)
+        finally:
+            if probing:
+                self.probe_gate.release()
+        if reached and not self.reached:
+            self.reached = True
+            held, self.held = self.held, []
+            for held_item, held_plan in held:  # a blip, not an outage: try them for real
+                if self.deferring:
+                    self.defer_one(held_item, held_plan)
+                elif not self.control.stopped:
+                    await self.fetch_one(held_item, held_plan)
+
+    async def attempt_one(self, item: SourceEntry, plan: Plan, *, probing: bool) -> bool:
+        """Make and count one attempt; returns whether it got through to an archive."""
         s = self.summary
         try:
-            record: Record = await self.engine.attempt(plan, item.stable_id)
+            record: Record = await self.engine.attempt(plan, item.stable_id,
+                                                       defer_unreachable=probing)
+        except ArchiveUnreachableError as exc:
+            # Nothing answered, and nothing has in this run: say nothing about the URL yet.
+            self.held.append((item, plan))
+            self.unreachable_error = exc
+            if len(self.held) >= PROBE_URLS:
+                self.give_up_unreachable()
+            return False
         except DeferredError as exc:
             self.defer(str(exc))
-            s.deferred += 1
-            self.emit(RunEvent("deferred", item.line, item.url, reason=str(exc)))
-            return
+            self.defer_one(item, plan, str(exc))
+            return False
         except StableIdConflictError as exc:
             s.invalid += 1
-            self.emit(RunEvent("invalid", item.line, item.url, reason=str(exc)))
-            return
+            self.emit(self.event("invalid", item, plan, reason=str(exc)))
+            return False
         except Exception as exc:  # one URL's failure must not end the run
             # The attempt could not even be recorded (the store failed: locked too long by
             # another writer, a disk error; or a bug). A worker that died here would leave
@@ -371,17 +442,34 @@ class Runner:
             # and go on (the circuit breaker stops a run where all fail).
             reason = f"not stored: {type(exc).__name__}: {exc}"
             s.outcomes["error"] += 1
+            s.failed += 1
             self.trip(self.breaker.record(True, reason))
-            self.emit(RunEvent("fetched", item.line, item.url, None, reason=reason))
-            return
+            self.emit(self.event("fetched", item, plan, None, reason=reason))
+            return False
         outcome = record.last_outcome or record.status
         s.outcomes[outcome] += 1
-        if plan.existing is None:
+        if outcome == "error":
+            s.failed += 1  # recorded beside the record, but nothing was fetched
+        elif plan.existing is None:
             s.new += 1
         else:
             s.refreshed += 1
         self.trip(self.breaker.record(outcome == "error", record.error))
-        self.emit(RunEvent("fetched", item.line, item.url, record))
+        self.emit(self.event("fetched", item, plan, record))
+        return True
+
+    def give_up_unreachable(self) -> None:
+        """No archive could be connected to: defer the held URLs and the rest of the run."""
+        exc = self.unreachable_error
+        if exc is None or not self.held:
+            return
+        reason = f"the archive cannot be reached: {exc.host}: {exc.cause}; are you offline?"
+        self.defer(reason)
+        if self.summary.unreachable is None:
+            self.summary.unreachable = reason
+        held, self.held = self.held, []
+        for item, plan in held:
+            self.defer_one(item, plan, reason)
 
     def trip(self, reason: str | None) -> None:
         """Defer the rest when the circuit breaker has tripped."""
@@ -452,6 +540,9 @@ class Runner:
                 if current is not None and current.cancelling():
                     raise  # the run itself is being cancelled, not just its producer
             await self.finish(workers)
+            # Attempts that could not connect, with nothing else to tell (the list was
+            # shorter than the probe, or the rest was deferred for another reason).
+            self.give_up_unreachable()
         finally:
             watcher.cancel()
             producer.cancel()

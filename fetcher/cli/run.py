@@ -91,18 +91,21 @@ class _Reporter:
             return
         if self.quiet or event.kind == "invalid":
             return
+        url = clean(event.url)
+        if event.moved_to is not None:
+            url = f"{url} (moved to {clean(event.moved_to)})"
         if event.kind == "fetched" and event.record is not None:
             r = event.record
             outcome = r.last_outcome or r.status
             detail = r.capture_timestamp or "-"
             extra = f" ({clean(r.error)})" if outcome == "error" and r.error else ""
-            self._line(f"line {event.line}: {outcome} {detail} {clean(event.url)}{extra}")
+            self._line(f"line {event.line}: {outcome} {detail} {url}{extra}")
         elif event.kind == "fetched":  # attempted, but the store could not record it
-            self._line(f"line {event.line}: error - {clean(event.url)} ({clean(event.reason)})")
+            self._line(f"line {event.line}: error - {url} ({clean(event.reason)})")
         elif event.kind == "would_fetch":
-            self._line(f"line {event.line}: would fetch {clean(event.url)} ({event.reason})")
+            self._line(f"line {event.line}: would fetch {url} ({event.reason})")
         elif event.kind == "deferred":
-            self._line(f"line {event.line}: deferred {clean(event.url)}")
+            self._line(f"line {event.line}: deferred {url}")
 
     def _line(self, text: str, err: bool = False) -> None:
         if self.progress is not None:
@@ -128,6 +131,10 @@ def summary_json_dict(summary: RunSummary) -> dict[str, Any]:
 
 
 def _print_summary(summary: RunSummary, as_json: bool) -> None:
+    if summary.unreachable:
+        # The one line that matters offline, on stderr whatever --quiet or --json say.
+        click.echo(f"snapcache: {clean(summary.unreachable)} Nothing was fetched; try later.",
+                   err=True)
     if as_json:
         click.echo(json.dumps(summary_json_dict(summary), sort_keys=False))
         return
@@ -136,8 +143,9 @@ def _print_summary(summary: RunSummary, as_json: bool) -> None:
     requests = ", ".join(f"{k} {v}" for k, v in sorted(s.requests.items())) or "none"
     lines = [
         f"snapcache run: {s.seen} URLs in {s.elapsed:.1f} s",
-        f"  fetched: {s.new} new, {s.refreshed} refreshed; skipped fresh: {s.skipped_fresh};"
-        f" duplicates: {s.duplicates}; invalid lines: {s.invalid}",
+        f"  fetched: {s.new} new, {s.refreshed} refreshed; failed: {s.failed};"
+        f" skipped fresh: {s.skipped_fresh}; duplicates: {s.duplicates};"
+        f" invalid lines: {s.invalid}",
         f"  outcomes: {outcomes}",
         f"  requests: {requests}; 429s met: {s.rate_limited}",
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import types
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -20,7 +21,7 @@ import httpx
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
     wait_exponential_jitter,
@@ -28,8 +29,15 @@ from tenacity import (
 
 from ..capture import header_map, netloc_of
 from ..config import Config
-from ..errors import DeferredError, DisallowedHostError, RateLimitedError, TransientError
+from ..errors import (
+    ArchiveUnreachableError,
+    DeferredError,
+    DisallowedHostError,
+    RateLimitedError,
+    TransientError,
+)
 from .body import Response, read_body
+from .limits import FIREWALL_PAUSE_FACTOR as FIREWALL_PAUSE_FACTOR
 from .limits import Pool, RateLimiter, as_pool
 
 T = TypeVar("T")
@@ -38,15 +46,18 @@ T = TypeVar("T")
 #: within this many ``pause_on_429`` periods after a 429 pause ended is taken for the
 #: archive's firewall block (pitfall 1: 429s ignored for a minute get the IP dropped).
 FIREWALL_SUSPECT_FACTOR: Final = 5.0
-#: Such a block pauses every pool of that archive host for this many ``pause_on_429``
-#: periods (10 min at the defaults), instead of retrying within seconds.
-FIREWALL_PAUSE_FACTOR: Final = 10.0
+# FIREWALL_PAUSE_FACTOR (how many ``pause_on_429`` periods such a block pauses every pool
+# of the host) lives with the limiter, which also caps every pause at it; re-exported here.
 #: Failures that mean "no connection": refused, reset or dropped before any answer. A slow
 #: answer (a read timeout) is not one: the host is there.
 _NO_CONNECTION: Final = (
     httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadError, httpx.WriteError,
     httpx.RemoteProtocolError,
 )
+#: The part of those that happens before a connection exists: the host name does not
+#: resolve, or the host refuses or ignores the connection. Nothing of the archive answered,
+#: so it says nothing about the URL (offline, every URL fails this way).
+_CONNECT_FAILED: Final = (httpx.ConnectError, httpx.ConnectTimeout)
 
 WantBody = Callable[[int, dict[str, str]], int]
 """``want_body(status, headers)``: how many body bytes to read (:data:`FULL`: all of it)."""
@@ -134,6 +145,8 @@ class Transport:
             trust_env=False,
         )
         self.stats = Stats()
+        #: Archive hosts (``host[:port]``) this transport has connected to at least once.
+        self.reached: set[str] = set()
         #: Where bodies too large for memory spill (see :data:`SPILL_BYTES`).
         self.tmpdir: Path = tmpdir if tmpdir is not None else config.cache_path / "tmp"
 
@@ -182,10 +195,13 @@ class Transport:
         (then ``body``/``body_path`` hold it), else that many (only ``head`` holds them).
 
         Raises :class:`TransientError` for network failures, truncated bodies and the
-        archive's own 429 (after pausing the pool), :class:`DeferredError` when the token
-        or a pause is further off than the task's :func:`wait_at_most` (``rates.max_wait``
-        by default) and for a connection that fails right after a 429 (a firewall block:
-        every pool of the host is paused ``pause_on_429 * 10``),
+        archive's own 429 (after pausing the pool); its subclass
+        :class:`ArchiveUnreachableError` when no connection could be made at all (the host
+        name does not resolve, the host refuses or ignores connections);
+        :class:`DeferredError` when the token or a pause is further off than the task's
+        :func:`wait_at_most` (``rates.max_wait`` by default) and for a connection that
+        fails right after a 429 (a firewall block: every pool of the host is paused
+        ``pause_on_429 * 10``);
         :class:`DisallowedHostError` for hosts outside the allow-list, and
         :class:`UsageError` for a pool :class:`Pool` does not declare.
         """
@@ -203,7 +219,11 @@ class Transport:
                     # No response head arrived: the host did not answer at all.
                     if isinstance(exc, _NO_CONNECTION):
                         self._check_firewall(key, exc)
+                    if isinstance(exc, _CONNECT_FAILED):
+                        raise self._unreachable(key, exc) from exc
+                    self.reached.add(key)  # connected, then lost: the host is there
                     raise
+                self.reached.add(key)
                 try:
                     return await self._read(url, pool, key, resp, want_body)
                 finally:
@@ -233,6 +253,14 @@ class Transport:
             f"no connection to {key} right after a 429 ({type(exc).__name__}): taken for a "
             f"firewall block; every pool of {key} is paused for {seconds:.0f} s"
         ) from exc
+
+    def _unreachable(self, key: str, exc: httpx.TransportError) -> ArchiveUnreachableError:
+        """The typed error for a connection that could not be made to ``key``."""
+        cause = connect_failure_cause(exc)
+        return ArchiveUnreachableError(
+            f"the archive cannot be reached: {key}: {cause}",
+            host=key, cause=cause, first_contact=key not in self.reached,
+        )
 
     async def _read(
         self, url: str, pool: Pool, key: str, resp: httpx.Response, want_body: WantBody
@@ -270,11 +298,19 @@ class Transport:
         def count(state: RetryCallState) -> None:
             self.stats.retries += 1
 
+        def worth_retrying(exc: BaseException) -> bool:
+            # A host this process has never reached is not knocked on again: that is the
+            # network being down far more often than a blip, and the full backoff ladder
+            # would cost ~15 s a URL to learn nothing (a run's next URLs are the retries).
+            if isinstance(exc, ArchiveUnreachableError) and exc.first_contact:
+                return False
+            return isinstance(exc, TransientError)
+
         retryer = AsyncRetrying(
             stop=stop_after_attempt(r.max_attempts) | stop_after_delay(r.max_total_seconds),
             wait=wait,
             # A DeferredError ("not now") is not a TransientError, so it is never retried.
-            retry=retry_if_exception_type(TransientError),
+            retry=retry_if_exception(worth_retrying),
             before_sleep=count,
             reraise=True,
         )
@@ -282,3 +318,20 @@ class Transport:
             with trial:
                 return await attempt()
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+
+def connect_failure_cause(exc: BaseException) -> str:
+    """What stopped a connection, in words, from the exception chain httpx raised: "the
+    host name cannot be resolved", "connection refused", "no answer (connect timeout)"."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return "the host name cannot be resolved"
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        current = current.__cause__ or current.__context__
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "no answer to the connection (connect timeout)"
+    return f"no connection ({str(exc) or type(exc).__name__})"
