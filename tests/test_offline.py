@@ -84,6 +84,12 @@ def test_an_offline_run_stops_after_a_short_probe_with_one_clear_line(tmp_path: 
         assert len(store) == 0  # deferred URLs are left as they were
 
 
+def test_the_readme_states_the_offline_figure() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Reliability"):readme.index("## Configuration")]
+    assert f"after {PROBE_URLS} connection attempts (asserted under 10 s)" in section
+
+
 def test_the_human_summary_says_what_happened(tmp_path: Path) -> None:
     import subprocess
 
