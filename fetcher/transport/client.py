@@ -30,6 +30,7 @@ from ..capture import header_map, netloc_of
 from ..config import Config
 from ..errors import DeferredError, DisallowedHostError, RateLimitedError, TransientError
 from .body import Response, read_body
+from .environment import build_client
 from .limits import Pool, RateLimiter, as_pool
 
 T = TypeVar("T")
@@ -125,14 +126,9 @@ class Transport:
         self.config = config
         self.allowed = config.allowed_hosts
         self.limiter = limiter or RateLimiter.from_config(config)
-        a = config.archive
-        self.client = client or httpx.AsyncClient(
-            follow_redirects=False,
-            timeout=httpx.Timeout(a.read_timeout, connect=a.connect_timeout),
-            headers={"User-Agent": a.user_agent, "Accept-Encoding": "identity"},
-            limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
-            trust_env=False,
-        )
+        # Proxies and CA certificates come from the environment, read explicitly
+        # (never .netrc): see snapcache.transport.environment.
+        self.client = client or build_client(config)
         self.stats = Stats()
         #: Where bodies too large for memory spill (see :data:`SPILL_BYTES`).
         self.tmpdir: Path = tmpdir if tmpdir is not None else config.cache_path / "tmp"
