@@ -8,9 +8,9 @@ where that name usually belongs to something else. Every key has a default; an u
 a value of the wrong type or range is a :class:`ConfigError` that names the key. A deprecated
 key (``rates.availability_per_minute``) is ignored with a ``FutureWarning`` that names it.
 
-The save keys are secrets: they are stripped of surrounding whitespace, refused (by name,
-never echoed) when they hold control characters, and :func:`redact` removes them from any
-text before it is stored or shown.
+The save keys are secrets: they are stripped of surrounding whitespace and refused (by name,
+never echoed) when they hold control characters (:mod:`snapcache.credentials`), and
+:meth:`SaveConfig.secrets` lists them for :func:`~snapcache.credentials.redact`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import os
 import shlex
 import tomllib
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final, Literal, cast
@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from .capture import netloc_of
+from .credentials import clean_secret, known_secrets, resolve_save_keys
 from .errors import ConfigError
 from .extract import ExtractLimits
 
@@ -50,11 +51,6 @@ DIALECTS: Final[tuple[str, ...]] = ("ia", "pywb")
 
 ENV_CONFIG: Final = "SNAPCACHE_CONFIG"
 APP_NAME: Final = "snapcache"
-#: The save keys' environment variables, read when [save] leaves a key empty.
-ENV_SAVE_ACCESS: Final = "SNAPCACHE_SAVE_ACCESS_KEY"
-ENV_SAVE_SECRET: Final = "SNAPCACHE_SAVE_SECRET_KEY"
-#: What :func:`redact` puts in place of a secret.
-REDACTED: Final = "[redacted]"
 
 
 class LegacyStoreWarning(UserWarning):
@@ -199,6 +195,17 @@ class SaveConfig:
     #: Seconds between status polls, and the most a run spends polling one job.
     poll_interval: float = 5.0
     poll_budget: float = 120.0
+
+    def keys(self, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+        """The keys ``(access, secret)`` a save sends: each from this section, else from
+        its environment variable; stripped and checked (a :class:`ConfigError` names the key
+        or variable, never the value). A key set nowhere is ``""``."""
+        return resolve_save_keys(self.access_key, self.secret_key, environ)
+
+    def secrets(self, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+        """Every value a save could send as a key, for :func:`~snapcache.credentials.redact`
+        (never raises)."""
+        return known_secrets(self.access_key, self.secret_key, environ)
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,55 +391,6 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
         if value < 0:
             raise ConfigError(f"{name}: must not be negative, got {value!r}")
     return value
-
-
-def clean_secret(name: str, value: str) -> str:
-    """A key as it will be sent: ``value`` without surrounding whitespace (a key read from a
-    file keeps its ``\\r`` or newline). A :class:`ConfigError` naming ``name``, never showing
-    the value, if what remains holds control characters or anything but ASCII: such a key
-    cannot go into a header, and the error would carry it into records and logs."""
-    value = value.strip()
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ConfigError(f"{name} contains control characters (the value is not shown)")
-    if not value.isascii():
-        raise ConfigError(f"{name} contains non-ASCII characters (the value is not shown)")
-    return value
-
-
-def save_keys(config: Config, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
-    """The save keys ``(access, secret)``: ``[save] access_key``/``secret_key``, each
-    falling back to ``$SNAPCACHE_SAVE_ACCESS_KEY``/``$SNAPCACHE_SAVE_SECRET_KEY``, cleaned by
-    :func:`clean_secret` (a :class:`ConfigError` names the key or variable). A key set
-    nowhere is ``""``."""
-    env = os.environ if environ is None else environ
-    keys = []
-    for key, variable in (("access_key", ENV_SAVE_ACCESS), ("secret_key", ENV_SAVE_SECRET)):
-        configured: str = getattr(config.save, key)
-        if configured.strip():
-            keys.append(clean_secret(f"save.{key}", configured))
-        else:
-            keys.append(clean_secret(f"${variable}", env.get(variable, "")))
-    return keys[0], keys[1]
-
-
-def config_secrets(config: Config, environ: Mapping[str, str] | None = None
-                   ) -> tuple[str, ...]:
-    """Every secret this configuration could send (the save keys from the config and the
-    environment, as given and stripped), for :func:`redact`. Never raises."""
-    env = os.environ if environ is None else environ
-    values = (config.save.access_key, config.save.secret_key,
-              env.get(ENV_SAVE_ACCESS, ""), env.get(ENV_SAVE_SECRET, ""))
-    found = {v for value in values for v in (value, value.strip()) if v.strip()}
-    return tuple(sorted(found, key=len, reverse=True))
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each secret replaced by :data:`REDACTED`. Applied
-    to whatever text may be stored or shown (messages, history notes, record errors)."""
-    # Longest first: a secret that contains another is replaced whole.
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
 
 
 def _check_url(name: str, url: str) -> None:

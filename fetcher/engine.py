@@ -17,7 +17,8 @@ from pathlib import Path
 from snapcache.cache import Record, Status, Store, TTLs, freshness, to_iso
 
 from .archive import ArchiveChain, Resolution, WaybackArchive
-from .config import Config, config_secrets, redact
+from .config import Config
+from .credentials import redact
 from .errors import ArchiveError, DisallowedHostError, TransientError
 from .extract import Extraction, ExtractLimits, extract
 from .ids import mint_stable_id, normalize_timestamp, parse_target, resource_id
@@ -188,7 +189,7 @@ class Engine:
                 resolution.response.discard()
         if error is not None:
             # Exception text becomes the record's error: it must never quote a save key.
-            error = redact(error, config_secrets(self.config))
+            error = redact(error, self.config.save.secrets())
         record = self._new_record(rid, sid, target.given, wanted_at, started, resolution,
                                   extracted, error)
         entry = {

@@ -32,7 +32,7 @@ from typing import Any, Final, Literal
 from snapcache.cache.records import Record
 from snapcache.cache.times import parse_iso, parse_timestamp14, to_timestamp14, utc_now_iso
 
-from .config import ENV_SAVE_ACCESS, ENV_SAVE_SECRET, redact, save_keys
+from .credentials import ENV_SAVE_ACCESS, ENV_SAVE_SECRET, redact
 from .errors import ConfigError, DeferredError, RateLimitedError, SnapcacheError, TransientError
 from .protocols import FetchEngine
 from .transport import FULL, DailyBudget, Pool, Transport
@@ -185,7 +185,7 @@ class Saver:
             raise ConfigError("saving is disabled: set [save] enabled = true in the config")
         # Stripped and checked: a key read from a CRLF file kept its \r, which no header
         # may carry; the refusal quoted the key and was stored as a history note.
-        access, secret = save_keys(self.config)
+        access, secret = self.config.save.keys()
         if not access or not secret:
             raise ConfigError(
                 f"save keys missing: set [save] access_key and secret_key, or {ENV_ACCESS} "
@@ -208,7 +208,7 @@ class Saver:
         return f"Saver(base={self.base!r})"
 
     def scrub(self, text: str | None) -> str | None:
-        """``text`` without the save keys (see :func:`snapcache.config.redact`)."""
+        """``text`` without the save keys (see :func:`snapcache.credentials.redact`)."""
         return redact(text, self._secrets) if text is not None else None
 
     async def _call(self, url: str, pool: Pool, *, data: dict[str, str] | None = None

@@ -13,15 +13,8 @@ from typing import Any
 
 import pytest
 from snapcache import ConfigError, Fetcher
-from snapcache.config import (
-    REDACTED,
-    Config,
-    SaveConfig,
-    config_from_mapping,
-    config_secrets,
-    redact,
-    save_keys,
-)
+from snapcache.config import Config, SaveConfig, config_from_mapping
+from snapcache.credentials import REDACTED, redact
 
 from tests.conftest import emulator_config
 from tests.spn2 import SaveEmulator
@@ -142,21 +135,21 @@ def test_a_key_with_control_characters_is_a_config_error_naming_it_not_showing_i
 def test_keys_are_stripped_when_the_config_is_read_and_hidden_from_repr() -> None:
     config = config_from_mapping({"save": {"access_key": " A1 \n", "secret_key": "\tS2\r"}})
     assert (config.save.access_key, config.save.secret_key) == ("A1", "S2")
-    assert save_keys(config, {}) == ("A1", "S2")
+    assert config.save.keys({}) == ("A1", "S2")
     assert "A1" not in repr(config) and "S2" not in repr(config)
     # Built directly, without the loader: cleaned where they are used.
     direct = Config(save=SaveConfig(access_key="A1\r", secret_key=""))
-    assert save_keys(direct, {"SNAPCACHE_SAVE_SECRET_KEY": "S2\r\n"}) == ("A1", "S2")
-    assert save_keys(Config(), {}) == ("", "")
+    assert direct.save.keys({"SNAPCACHE_SAVE_SECRET_KEY": "S2\r\n"}) == ("A1", "S2")
+    assert Config().save.keys({}) == ("", "")
 
 
 def test_redact_removes_every_configured_secret() -> None:
     config = Config(save=SaveConfig(access_key="AK", secret_key="SECRET-LONG"))
-    secrets = config_secrets(config, {"SNAPCACHE_SAVE_ACCESS_KEY": "ENVKEY\r"})
+    secrets = config.save.secrets({"SNAPCACHE_SAVE_ACCESS_KEY": "ENVKEY\r"})
     text = "LOW AK:SECRET-LONG, b'ENVKEY\\r'"
     assert redact(text, secrets) == f"LOW {REDACTED}:{REDACTED}, b'{REDACTED}\\r'"
     assert redact("nothing here", ()) == "nothing here"
-    assert config_secrets(Config(), {}) == ()
+    assert Config().save.secrets({}) == ()
 
 
 @pytest.mark.parametrize(

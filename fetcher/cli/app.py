@@ -33,9 +33,9 @@ class _Group(click.Group):
     "config_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Config file; /dev/null for the built-in defaults (default: $SNAPCACHE_CONFIG, "
-    "then ~/.config/snapcache/config.toml, then built-in; ./config.toml is never read "
-    "unless named).",
+    help="Config file; /dev/null for the built-in defaults. Default: $SNAPCACHE_CONFIG, "
+    "then config.toml in the user config dir (~/.config/snapcache/ on Linux), then built-in; "
+    "./config.toml is read only when named.",
 )
 @click.version_option(package_name="snapcache")
 @click.pass_context
