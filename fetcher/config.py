@@ -54,7 +54,7 @@ APP_NAME: Final = "snapcache"
 
 
 class LegacyStoreWarning(UserWarning):
-    """The store is still at its pre-0.2.1 default location, in the user *cache* dir (which
+    """The store is still at its earlier default location, in the user *cache* dir (which
     cache cleaners may empty). It is used where it is; the message says how to move it."""
 
 
@@ -287,7 +287,7 @@ def default_store_path() -> Path:
 
 
 def legacy_store_path() -> Path:
-    """The default store of snapcache 0.2.0 and earlier: ``store`` in the user cache dir."""
+    """The default store of earlier versions: ``store`` in the user cache dir."""
     return Path(platformdirs.user_cache_dir(APP_NAME)) / "store"
 
 
