@@ -1,15 +1,23 @@
 """Configuration: TOML loading, built-in defaults, validation.
 
-Lookup order: an explicit path (``--config``), then ``$SNAPCACHE_CONFIG``, then
-``./config.toml``, then built-in defaults. Every key has a default; an unknown key or a value
-of the wrong type or range is a :class:`ConfigError` that names the key. A deprecated key
-(``rates.availability_per_minute``) is ignored with a ``FutureWarning`` that names it.
+Lookup order: an explicit path (``--config``; ``/dev/null`` means the built-in defaults),
+then ``$SNAPCACHE_CONFIG``, then ``config.toml`` in the user config dir
+(``~/.config/snapcache/config.toml`` on Linux), then built-in defaults. A ``config.toml`` in
+the working directory is never read on its own: cron runs snapcache inside a website's folder,
+where that name usually belongs to something else. Every key has a default; an unknown key or
+a value of the wrong type or range is a :class:`ConfigError` that names the key. A deprecated
+key (``rates.availability_per_minute``) is ignored with a ``FutureWarning`` that names it.
+
+The save keys are secrets: they are stripped of surrounding whitespace and refused (by name,
+never echoed) when they hold control characters (:mod:`snapcache.credentials`), and
+:meth:`SaveConfig.secrets` lists them for :func:`~snapcache.credentials.redact`.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shlex
 import tomllib
 import warnings
 from collections.abc import Mapping
@@ -21,6 +29,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from .capture import netloc_of
+from .credentials import clean_secret, known_secrets, resolve_save_keys
 from .errors import ConfigError
 from .extract import ExtractLimits
 
@@ -42,6 +51,11 @@ DIALECTS: Final[tuple[str, ...]] = ("ia", "pywb")
 
 ENV_CONFIG: Final = "SNAPCACHE_CONFIG"
 APP_NAME: Final = "snapcache"
+
+
+class LegacyStoreWarning(UserWarning):
+    """The store is still at its earlier default location, in the user *cache* dir (which
+    cache cleaners may empty). It is used where it is; the message says how to move it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +196,17 @@ class SaveConfig:
     poll_interval: float = 5.0
     poll_budget: float = 120.0
 
+    def keys(self, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+        """The keys ``(access, secret)`` a save sends: each from this section, else from
+        its environment variable; stripped and checked (a :class:`ConfigError` names the key
+        or variable, never the value). A key set nowhere is ``""``."""
+        return resolve_save_keys(self.access_key, self.secret_key, environ)
+
+    def secrets(self, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+        """Every value a save could send as a key, for :func:`~snapcache.credentials.redact`
+        (never raises)."""
+        return known_secrets(self.access_key, self.secret_key, environ)
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -201,10 +226,19 @@ class Config:
 
     @property
     def cache_path(self) -> Path:
-        """The cache directory, defaulting to the platform's user cache dir."""
+        """The store's directory: ``[cache] path``, else the platform's user data dir
+        (:func:`default_store_path`). A store left at the old default in the user cache dir
+        (:func:`legacy_store_path`) is used where it is, with a :class:`LegacyStoreWarning`
+        saying how to move it (shown once per process under Python's default filters)."""
         if self.cache.path:
             return Path(self.cache.path).expanduser()
-        return Path(platformdirs.user_cache_dir(APP_NAME)) / "store"
+        note = legacy_store_note(self)
+        if note is not None:
+            # stacklevel=1: one warning location, so the default filter shows it once
+            # however many places ask for the path.
+            warnings.warn(note, LegacyStoreWarning, stacklevel=1)
+            return legacy_store_path()
+        return default_store_path()
 
     @property
     def rate_state_path(self) -> Path:
@@ -243,6 +277,38 @@ class Config:
         """Network locations (``host[:port]``, lower case) snapcache may contact: those of
         every configured archive."""
         return self.primary_hosts | {entry.netloc for entry in self.archives}
+
+
+def default_store_path() -> Path:
+    """Where records live by default: ``store`` in the user data dir
+    (``~/.local/share/snapcache/store`` on Linux). Records are durable (stable IDs are
+    never re-minted), so they do not belong in a cache dir that cleaners empty."""
+    return Path(platformdirs.user_data_dir(APP_NAME)) / "store"
+
+
+def legacy_store_path() -> Path:
+    """The default store of earlier versions: ``store`` in the user cache dir."""
+    return Path(platformdirs.user_cache_dir(APP_NAME)) / "store"
+
+
+def legacy_store_note(config: Config) -> str | None:
+    """One line saying how to move a store found at the old default location, or None.
+
+    Only for a configuration that leaves ``[cache] path`` empty, when the new default holds
+    no store yet and the old one does: that store is used where it is, so that no stable ID
+    is lost by upgrading.
+    """
+    if config.cache.path:
+        return None
+    new, old = default_store_path(), legacy_store_path()
+    # diskcache's database marks a store; an empty folder has nothing to keep.
+    if (new / "cache.db").exists() or not (old / "cache.db").is_file():
+        return None
+    return (
+        f"using the store at its old location {old}, a cache directory that cache cleaners "
+        f"may empty; move it (with no run in progress): mkdir -p {shlex.quote(str(new.parent))}"
+        f" && mv {shlex.quote(str(old))} {shlex.quote(str(new))} (or set [cache] path)"
+    )
 
 
 _SECTIONS: Final[dict[str, type[Any]]] = {
@@ -289,8 +355,16 @@ _POSITIVE: Final = frozenset(
 )
 
 
+# Keys holding secrets: never echoed in a message, stripped and checked by clean_secret().
+_SECRET_KEYS: Final = frozenset({("save", "access_key"), ("save", "secret_key")})
+
+
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     name = f"{section}.{key}"
+    if (section, key) in _SECRET_KEYS:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string (the value is not shown)")
+        return clean_secret(name, value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{name}: expected true or false, got {value!r}")
@@ -320,6 +394,17 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
 
 
 def _check_url(name: str, url: str) -> None:
+    """An http(s) URL of an archive: no credentials, query, fragment or whitespace (they
+    would be copied into every archive_url, raw_url, redirect, export and card)."""
+    # Checked first, and the URL then never echoed: it may hold a password.
+    if "@" in url:
+        raise ConfigError(
+            f"{name}: must not contain '@' (a user name or password, user:pass@host); the URL "
+            "is not shown. Archive URLs are copied into every record"
+        )
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise ConfigError(f"{name}: must not contain whitespace or control characters, "
+                          f"got {url!r}")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is out of range or no number
@@ -327,6 +412,8 @@ def _check_url(name: str, url: str) -> None:
         raise ConfigError(f"{name}: not a valid URL ({exc}): {url!r}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name}: expected an http(s) URL, got {url!r}")
+    if "?" in url or "#" in url:
+        raise ConfigError(f"{name}: must not contain a query (?) or fragment (#), got {url!r}")
 
 
 def config_from_mapping(data: Mapping[str, Any], *, source: str = "mapping") -> Config:
@@ -453,26 +540,34 @@ def _replace_archive(config: Config, **changes: Any) -> Config:
     return replace(config, archive=replace(config.archive, **changes))
 
 
+def user_config_path() -> Path:
+    """The per-user configuration file: ``config.toml`` in the user config dir
+    (``~/.config/snapcache/config.toml`` on Linux, honouring ``$XDG_CONFIG_HOME``)."""
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Load the configuration by the documented lookup order."""
-    candidates: list[tuple[Path, bool]] = []
+    """Load the configuration by the documented lookup order: ``path`` (``/dev/null``: the
+    built-in defaults), else ``$SNAPCACHE_CONFIG``, else :func:`user_config_path` if it
+    exists, else the built-in defaults. ``./config.toml`` is never read unless named."""
     if path is not None:
-        candidates.append((Path(path), True))
+        candidate, required = Path(path), True
     elif os.environ.get(ENV_CONFIG):
-        candidates.append((Path(os.environ[ENV_CONFIG]), True))
+        candidate, required = Path(os.environ[ENV_CONFIG]), True
     else:
-        candidates.append((Path("config.toml"), False))
-    for candidate, required in candidates:
-        if not candidate.is_file():
-            if required:
-                raise ConfigError(f"config file not found: {candidate}")
-            continue
-        try:
-            with candidate.open("rb") as fh:
-                data = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{candidate}: not valid TOML: {exc}") from exc
-        except OSError as exc:
-            raise ConfigError(f"{candidate}: cannot read: {exc}") from exc
-        return config_from_mapping(data, source=str(candidate))
-    return Config()
+        candidate, required = user_config_path(), False
+    if str(candidate) == os.devnull:
+        return Config()
+    # Not only regular files: a named pipe or a process substitution (<(...)) is fine too.
+    if not candidate.exists() or candidate.is_dir():
+        if required:
+            raise ConfigError(f"config file not found: {candidate}")
+        return Config()
+    try:
+        with candidate.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{candidate}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{candidate}: cannot read: {exc}") from exc
+    return config_from_mapping(data, source=str(candidate))

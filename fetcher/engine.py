@@ -18,6 +18,7 @@ from snapcache.cache import Record, Status, Store, TTLs, freshness, to_iso
 
 from .archive import ArchiveChain, Resolution, WaybackArchive
 from .config import Config
+from .credentials import redact
 from .errors import ArchiveError, ArchiveUnreachableError, DisallowedHostError, TransientError
 from .extract import Extraction, ExtractLimits, extract
 from .ids import (
@@ -213,6 +214,9 @@ class Engine:
         finally:
             if resolution is not None and resolution.response is not None:
                 resolution.response.discard()
+        if error is not None:
+            # Exception text becomes the record's error: it must never quote a save key.
+            error = redact(error, self.config.save.secrets())
         record = self._new_record(rid, sid, target.given, wanted_at, started, resolution,
                                   extracted, error)
         entry = {

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,12 +32,13 @@ from typing import Any, Final, Literal
 from snapcache.cache.records import Record
 from snapcache.cache.times import parse_iso, parse_timestamp14, to_timestamp14, utc_now_iso
 
+from .credentials import ENV_SAVE_ACCESS, ENV_SAVE_SECRET, redact
 from .errors import ConfigError, DeferredError, RateLimitedError, SnapcacheError, TransientError
 from .protocols import FetchEngine
 from .transport import FULL, DailyBudget, Pool, Transport
 
-ENV_ACCESS: Final = "SNAPCACHE_SAVE_ACCESS_KEY"
-ENV_SECRET: Final = "SNAPCACHE_SAVE_SECRET_KEY"
+ENV_ACCESS: Final = ENV_SAVE_ACCESS
+ENV_SECRET: Final = ENV_SAVE_SECRET
 #: A job still not replayable after this long is given up as an error.
 GIVE_UP_AFTER: Final = timedelta(days=7)
 #: An error outcome is retried after this long (the archive's per-URL limits reset daily).
@@ -183,15 +183,18 @@ class Saver:
         self.base = self.config.archive.base_url.rstrip("/")
         if not self.config.save.enabled:
             raise ConfigError("saving is disabled: set [save] enabled = true in the config")
-        access = self.config.save.access_key or os.environ.get(ENV_ACCESS, "")
-        secret = self.config.save.secret_key or os.environ.get(ENV_SECRET, "")
+        # Stripped and checked: a key read from a CRLF file kept its \r, which no header
+        # may carry; the refusal quoted the key and was stored as a history note.
+        access, secret = self.config.save.keys()
         if not access or not secret:
             raise ConfigError(
                 f"save keys missing: set [save] access_key and secret_key, or {ENV_ACCESS} "
                 f"and {ENV_SECRET}"
             )
-        # The only place the keys exist outside the config: a request header. Errors and
-        # records never include headers.
+        # The only place the keys exist outside the config: a request header. Whatever text
+        # may quote it (an archive message, an exception) passes scrub() before it is
+        # stored or shown.
+        self._secrets = (access, secret)
         self._auth = {"Authorization": f"LOW {access}:{secret}", "Accept": "application/json"}
         self.daily = DailyBudget(self.config.rate_state_path, self.config.save.per_day)
         self.stats = SaveStats()
@@ -204,12 +207,26 @@ class Saver:
     def __repr__(self) -> str:
         return f"Saver(base={self.base!r})"
 
+    def scrub(self, text: str | None) -> str | None:
+        """``text`` without the save keys (see :func:`snapcache.credentials.redact`)."""
+        return redact(text, self._secrets) if text is not None else None
+
     async def _call(self, url: str, pool: Pool, *, data: dict[str, str] | None = None
                     ) -> tuple[int, bytes]:
-        response = await self.transport.request(
-            "POST" if data else "GET", url, pool, want_body=lambda s, h: FULL,
-            data=data, headers=self._auth,
-        )
+        try:
+            response = await self.transport.request(
+                "POST" if data else "GET", url, pool, want_body=lambda s, h: FULL,
+                data=data, headers=self._auth,
+            )
+        except SnapcacheError as exc:
+            # An error about the request may quote its Authorization header. Raise the same
+            # kind of error without the keys, and without the chained original that holds
+            # them.
+            text = str(exc)
+            scrubbed = self.scrub(text)
+            if scrubbed == text:
+                raise
+            raise type(exc)(scrubbed) from None
         try:
             body = response.body or (response.body_path.read_bytes() if response.body_path
                                      else b"")
@@ -219,6 +236,9 @@ class Saver:
 
     async def _update(self, record: Record, job: str | None, requested: str | None,
                       status: str, note: str | None = None) -> Record:
+        # Every save status, job id and note is stored through here: none may hold a key.
+        status = self.scrub(status) or status
+        job, note = self.scrub(job), self.scrub(note)
         self.latest[record.resource_id] = status
         entry = {"at": utc_now_iso(), "save_status": status, "save_job_id": job, "note": note}
         return await asyncio.to_thread(
@@ -315,7 +335,7 @@ class Saver:
             if pending:
                 await asyncio.sleep(min(self.config.save.poll_interval,
                                         max(0.0, deadline - time.monotonic())))
-        self.stats.stopped = self.stopped
+        self.stats.stopped = self.scrub(self.stopped)
         self.stats.settle(self.latest)
         return self.stats
 

@@ -10,6 +10,18 @@ import pytest
 
 DATA = Path(__file__).parent / "data"
 
+#: snapcache honours these (tests/test_proxy.py); a developer's own proxy must not carry the
+#: suite's loopback traffic.
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without proxy variables (the commands it starts inherit that)."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
 
 @pytest.fixture
 def emulator() -> Iterator[Any]:

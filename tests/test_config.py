@@ -68,8 +68,11 @@ def test_the_old_availability_budget_is_accepted_but_ignored_with_a_warning(
         assert load_config(old) == Config(source=str(old))
 
 
-def test_lookup_order_explicit_then_env_then_cwd(tmp_path: Path,
+def test_lookup_order_explicit_then_env_never_cwd(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """./config.toml is never read unless named (the user config dir comes third: see
+    tests/test_config_lookup.py)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     explicit = tmp_path / "a.toml"
     explicit.write_text('[archive]\nbase_url = "http://127.0.0.1:1"\n')
     env = tmp_path / "b.toml"
@@ -79,7 +82,8 @@ def test_lookup_order_explicit_then_env_then_cwd(tmp_path: Path,
     (cwd / "config.toml").write_text('[archive]\nbase_url = "http://127.0.0.1:3/"\n')
     monkeypatch.chdir(cwd)
     monkeypatch.delenv("SNAPCACHE_CONFIG", raising=False)
-    assert load_config().archive.base_url == "http://127.0.0.1:3"
+    assert load_config() == Config()
+    assert load_config("config.toml").archive.base_url == "http://127.0.0.1:3"
     monkeypatch.setenv("SNAPCACHE_CONFIG", str(env))
     assert load_config().archive.base_url == "http://127.0.0.1:2"
     assert load_config(explicit).archive.base_url == "http://127.0.0.1:1"

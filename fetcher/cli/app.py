@@ -3,9 +3,11 @@ and every command, added explicitly from the modules that define them."""
 
 from __future__ import annotations
 
+import warnings
+
 import click
 
-from ..config import load_config
+from ..config import LegacyStoreWarning, legacy_store_note, load_config
 from ..errors import ConfigError, SnapcacheError
 from .common import EXIT_SOME_FAILED, die
 from .records import export, list_records, stats
@@ -31,7 +33,9 @@ class _Group(click.Group):
     "config_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Config file (default: $SNAPCACHE_CONFIG, then ./config.toml, then built-in).",
+    help="Config file; /dev/null for the built-in defaults. Default: $SNAPCACHE_CONFIG, "
+    "then config.toml in the user config dir (~/.config/snapcache/ on Linux), then built-in; "
+    "./config.toml is read only when named.",
 )
 @click.version_option(package_name="snapcache")
 @click.pass_context
@@ -41,6 +45,11 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
         config = load_config(config_path)
     except ConfigError as exc:
         die(f"config error: {exc}")
+    note = legacy_store_note(config)
+    if note is not None:
+        # Said once here, as one line; the library's warning would repeat it as two.
+        click.echo(f"snapcache: note: {note}", err=True)
+        warnings.simplefilter("ignore", LegacyStoreWarning)
     ctx.obj = {"config": config}
 
 

@@ -1,11 +1,13 @@
-"""The one place that touches httpx, in three parts:
+"""The one place that touches httpx, in four parts:
 
 * :mod:`.client`: :class:`Transport`, which sends each request on a declared :class:`Pool`
   to an allowed archive host, reads the body, pauses on 429s and firewall blocks, retries;
   :func:`wait_at_most` bounds, per task, how long a request waits for its turn;
 * :mod:`.limits`: the rate limits every process shares through one SQLite state file
   (:class:`RateLimiter`, the Save Page Now :class:`DailyBudget`);
-* :mod:`.body`: bounded body reading (:class:`Response`).
+* :mod:`.body`: bounded body reading (:class:`Response`);
+* :mod:`.environment`: the client itself (:func:`build_client`), with the proxies and CA
+  certificates the environment names (``HTTPS_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE`` …).
 """
 
 from .body import (
@@ -27,6 +29,7 @@ from .client import (
     WantBody,
     wait_at_most,
 )
+from .environment import NetworkSettings, build_client, network_settings
 from .limits import (
     DailyBudget,
     Pool,
@@ -46,6 +49,7 @@ __all__ = [
     "BodySink",
     "DailyBudget",
     "Inflater",
+    "NetworkSettings",
     "Pool",
     "PoolState",
     "RateLimiter",
@@ -56,6 +60,8 @@ __all__ = [
     "TransportStats",
     "WantBody",
     "as_pool",
+    "build_client",
+    "network_settings",
     "per_host_budgets",
     "read_body",
     "wait_at_most",

@@ -37,6 +37,7 @@ from ..errors import (
     TransientError,
 )
 from .body import Response, read_body
+from .environment import build_client
 from .limits import FIREWALL_PAUSE_FACTOR as FIREWALL_PAUSE_FACTOR
 from .limits import Pool, RateLimiter, as_pool
 
@@ -136,14 +137,9 @@ class Transport:
         self.config = config
         self.allowed = config.allowed_hosts
         self.limiter = limiter or RateLimiter.from_config(config)
-        a = config.archive
-        self.client = client or httpx.AsyncClient(
-            follow_redirects=False,
-            timeout=httpx.Timeout(a.read_timeout, connect=a.connect_timeout),
-            headers={"User-Agent": a.user_agent, "Accept-Encoding": "identity"},
-            limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
-            trust_env=False,
-        )
+        # Proxies and CA certificates come from the environment, read explicitly
+        # (never .netrc): see snapcache.transport.environment.
+        self.client = client or build_client(config)
         self.stats = Stats()
         #: Archive hosts (``host[:port]``) this transport has connected to at least once.
         self.reached: set[str] = set()
