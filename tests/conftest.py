@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
+from tests import pgkit
+
 DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def drop_postgres_schemas() -> Iterator[None]:
+    """Drop the PostgreSQL schemas a test made (tests/pgkit.py), whatever its outcome."""
+    yield
+    pgkit.drop_created()
 
 
 @pytest.fixture
