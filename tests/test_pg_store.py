@@ -8,14 +8,17 @@ dropped afterwards; without PostgreSQL they skip, and under ``$CI`` they fail.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from snapcache.cache import CacheError, RecordFormatError
+from snapcache.cache import CacheError, RecordFormatError, Status
 from snapcache.cache.postgres import (
     PostgresStore,
     latest_version,
@@ -128,7 +131,7 @@ def race_on_one_url(dsn: str, worker: int, start: Any) -> list[str]:
         for n in range(RACE_ROUNDS):
             sid = store.ensure_identity(rid(EXAMPLE), EXAMPLE, mint=random_sid)
             seen.append(sid)
-            status = "ok" if (n + worker) % 3 == 0 else "error"
+            status: Status = "ok" if (n + worker) % 3 == 0 else "error"
             store.save_attempt(
                 attempt(EXAMPLE, status, sid=random_sid(),
                         capture_timestamp=f"2026{worker:02d}{n:02d}000000"),
@@ -267,3 +270,26 @@ def test_no_pickle_anywhere_in_the_postgres_store() -> None:
     sources = [p.read_text(encoding="utf-8") for p in sorted(folder.rglob("*.py"))]
     assert sources and not any(re.search(r"\bpickle\b|\bmarshal\b|\bshelve\b", s)
                                for s in sources)
+
+
+# ---------------------------------------------------------------------------------------------
+# Without a server: skipped with the reason, except under CI
+
+
+@pytest.mark.parametrize("ci", [False, True])
+def test_without_a_server_the_tests_skip_with_the_reason_but_fail_under_ci(ci: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["SNAPCACHE_TEST_DSN"] = "postgresql://postgres@127.0.0.1:1/test?connect_timeout=2"
+    if ci:
+        env["CI"] = "true"
+    test = "tests/test_pg_store.py::test_schema_version_of_an_empty_schema_is_zero"
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", test],
+        capture_output=True, text=True, timeout=120, env=env, cwd=Path(__file__).parent.parent,
+    )
+    assert "PostgreSQL is not reachable" in out.stdout, out.stdout + out.stderr
+    if ci:
+        assert out.returncode == 1 and "1 failed" in out.stdout
+        assert "CI is set, so the PostgreSQL tests must run" in out.stdout
+    else:
+        assert out.returncode == 0 and "1 skipped" in out.stdout
