@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -109,6 +110,28 @@ def test_a_search_path_naming_no_schema_is_a_clear_error() -> None:
     dsn = pgkit.with_schema(pgkit.TEST_DSN, "sc_does_not_exist")
     with pytest.raises(CacheError, match="no schema to keep the store in"):
         PostgresStore(dsn)
+
+
+def test_a_role_without_create_rights_uses_a_migrated_store_and_is_told_otherwise() -> None:
+    schema = "sc_" + secrets.token_hex(8)
+    dsn = pgkit.create_schema(schema)
+    role = f"{schema}_role"
+    as_role = dsn.replace("//postgres@", f"//{role}@", 1)
+    sql(dsn, f'CREATE ROLE "{role}" LOGIN')
+    try:
+        sql(dsn, f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        with pytest.raises(CacheError, match="cannot open the PostgreSQL store") as info:
+            PostgresStore(as_role)  # the schema is empty and the role may not create in it
+        assert "permission denied" in str(info.value)
+        migrate(dsn)  # an operator migrates it
+        sql(dsn, f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}"'
+                 f' TO "{role}"')
+        with PostgresStore(as_role) as store:  # up to date: only read, no lock, no DDL
+            saved = store.save_attempt(attempt(NTIA, "ok"), text="t", history_entry={"n": 1})
+            assert store.get(rid(NTIA)) == saved and store.history(rid(NTIA)) == [{"n": 1}]
+    finally:
+        sql(dsn, f'DROP OWNED BY "{role}"')
+        sql(dsn, f'DROP ROLE IF EXISTS "{role}"')
 
 
 def test_schema_version_of_an_empty_schema_is_zero(dsn: str) -> None:

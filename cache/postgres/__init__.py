@@ -6,9 +6,17 @@ versioned migrations (applied on first use, or by :func:`upgrade`), :mod:`.table
 tables, :mod:`.dsn` how a connection string is shown without its password.
 """
 
-from .dsn import is_postgres_dsn, scrub_dsn
-from .schema import Migration, Upgrade, latest_version, migrations, schema_version, upgrade
-from .store import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PostgresStore, migrate
+from .dsn import DEFAULT_CONNECT_TIMEOUT, is_postgres_dsn, scrub_dsn
+from .schema import (
+    Migration,
+    Upgrade,
+    latest_version,
+    migrate,
+    migrations,
+    schema_version,
+    upgrade,
+)
+from .store import DEFAULT_MAX_CONNECTIONS, PostgresStore
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",

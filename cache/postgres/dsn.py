@@ -1,4 +1,4 @@
-"""PostgreSQL connection strings: showing one without its secrets.
+"""PostgreSQL connection strings: connecting, and showing one without its secrets.
 
 A DSN may carry a password (``postgresql://user:secret@host/db`` or ``password=secret``).
 Whatever snapcache prints, logs or puts in an error message shows :func:`scrub_dsn`'s form
@@ -7,18 +7,31 @@ instead, and :func:`scrub_message` removes the password from text that a driver 
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 from urllib.parse import quote, urlencode
 
+import psycopg
 from psycopg import ProgrammingError
 from psycopg.conninfo import conninfo_to_dict
 
 from ..errors import CacheError
 
-__all__ = ["SECRET_KEYS", "is_postgres_dsn", "parse_dsn", "scrub_dsn", "scrub_message"]
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "SECRET_KEYS",
+    "connect",
+    "is_postgres_dsn",
+    "parse_dsn",
+    "scrub_dsn",
+    "scrub_message",
+]
 
 #: libpq parameters whose values are secrets: never shown.
 SECRET_KEYS: Final = frozenset({"password", "sslpassword"})
+
+#: Seconds to wait for the server when connecting, unless the DSN says otherwise.
+DEFAULT_CONNECT_TIMEOUT: Final = 10
 
 #: URL schemes libpq accepts for a connection URI.
 _SCHEMES: Final = ("postgresql://", "postgres://")
@@ -86,3 +99,19 @@ def scrub_message(message: str, dsn: str) -> str:
             message = message.replace(secret, "***")
             message = message.replace(quote(secret, safe=""), "***")
     return message
+
+
+def connect(dsn: str, kwargs: Mapping[str, Any] | None = None) -> psycopg.Connection[Any]:
+    """One autocommit connection to ``dsn``; :class:`CacheError` without the password if
+    the server cannot be reached."""
+    options: dict[str, Any] = {"autocommit": True, **(kwargs or {})}
+    if "connect_timeout" not in parse_dsn(dsn):
+        options.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    try:
+        return psycopg.connect(dsn, **options)
+    except psycopg.Error as exc:
+        # from None: the driver's exception adds nothing but another copy of the text.
+        raise CacheError(
+            f"cannot connect to the PostgreSQL store at {scrub_dsn(dsn)}: "
+            f"{scrub_message(str(exc), dsn).strip()}"
+        ) from None

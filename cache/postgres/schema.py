@@ -22,6 +22,7 @@ from typing import Any, Final
 import psycopg
 
 from ..errors import CacheError
+from .dsn import connect, scrub_dsn, scrub_message
 
 __all__ = [
     "MIGRATIONS_TABLE",
@@ -29,6 +30,7 @@ __all__ = [
     "Upgrade",
     "ensure_current",
     "latest_version",
+    "migrate",
     "migrations",
     "schema_version",
     "upgrade",
@@ -155,3 +157,20 @@ def _refuse_newer(version: int) -> None:
             f"the PostgreSQL store has schema version {version}, newer than this "
             f"snapcache's schema version {latest}; upgrade snapcache"
         )
+
+
+def migrate(dsn: str) -> Upgrade:
+    """Apply every pending migration to the database at ``dsn`` (``snapcache db upgrade``).
+
+    Safe to run again and from several hosts at once (see :mod:`.schema`). Raises
+    :class:`CacheError` without the password when the server cannot be reached or the
+    migration fails.
+    """
+    with connect(dsn) as conn:
+        try:
+            return upgrade(conn)
+        except psycopg.Error as exc:
+            raise CacheError(
+                f"migrating the PostgreSQL store at {scrub_dsn(dsn)} failed: "
+                f"{scrub_message(str(exc), dsn).strip()}"
+            ) from None

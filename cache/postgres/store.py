@@ -53,29 +53,20 @@ from ..store import DEFAULT_HISTORY_LIMIT, DEFAULT_TIMEOUT
 from ..times import utc_now_iso
 from ..transfer import ResourceDump
 from . import tables
-from .dsn import parse_dsn, scrub_dsn, scrub_message
-from .schema import Upgrade, ensure_current, latest_version, schema_version, upgrade
+from .dsn import DEFAULT_CONNECT_TIMEOUT, connect, parse_dsn, scrub_dsn, scrub_message
+from .schema import ensure_current, latest_version, schema_version
 from .tables import Conn
 
 if TYPE_CHECKING:
     from ..contract import Store
     from ..transfer import Importer
 
-__all__ = [
-    "DEFAULT_CONNECT_TIMEOUT",
-    "DEFAULT_MAX_CONNECTIONS",
-    "PostgresStore",
-    "connect",
-    "migrate",
-]
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "PostgresStore"]
 
 T = TypeVar("T")
 
 #: Connections one store object keeps at most (threads beyond this wait for one).
 DEFAULT_MAX_CONNECTIONS: Final = 8
-
-#: Seconds to wait for the server when connecting, unless the DSN says otherwise.
-DEFAULT_CONNECT_TIMEOUT: Final = 10
 
 #: A write transaction that lost a race (a concurrent first sighting, a deadlock) is run
 #: again; each retry sees what the winner committed, so a few tries always settle it.
@@ -130,7 +121,13 @@ class PostgresStore:
         if "connect_timeout" not in parse_dsn(dsn):
             self._kwargs["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
         with self._connect() as conn:
-            self._version = ensure_current(conn) if migrate else self._check_current(conn)
+            try:
+                self._version = ensure_current(conn) if migrate else self._check_current(conn)
+            except psycopg.Error as exc:  # no right to create the tables, say
+                raise CacheError(
+                    f"cannot open the PostgreSQL store at {self._location}: "
+                    f"{scrub_message(str(exc), dsn).strip()}"
+                ) from None
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             dsn,
             kwargs=self._kwargs,
@@ -559,39 +556,6 @@ class PostgresStore:
             f"a write to the PostgreSQL store at {self._location} kept conflicting with "
             f"other writers ({_MAX_TRIES} tries): {last}"
         )
-
-
-def connect(dsn: str, kwargs: Mapping[str, Any] | None = None) -> psycopg.Connection[Any]:
-    """One autocommit connection to ``dsn``; :class:`CacheError` without the password if
-    the server cannot be reached."""
-    options: dict[str, Any] = {"autocommit": True, **(kwargs or {})}
-    if "connect_timeout" not in parse_dsn(dsn):
-        options.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
-    try:
-        return psycopg.connect(dsn, **options)
-    except psycopg.Error as exc:
-        # from None: the driver's exception adds nothing but another copy of the text.
-        raise CacheError(
-            f"cannot connect to the PostgreSQL store at {scrub_dsn(dsn)}: "
-            f"{scrub_message(str(exc), dsn).strip()}"
-        ) from None
-
-
-def migrate(dsn: str) -> Upgrade:
-    """Apply every pending migration to the database at ``dsn`` (``snapcache db upgrade``).
-
-    Safe to run again and from several hosts at once (see :mod:`.schema`). Raises
-    :class:`CacheError` without the password when the server cannot be reached or the
-    migration fails.
-    """
-    with connect(dsn) as conn:
-        try:
-            return upgrade(conn)
-        except psycopg.Error as exc:
-            raise CacheError(
-                f"migrating the PostgreSQL store at {scrub_dsn(dsn)} failed: "
-                f"{scrub_message(str(exc), dsn).strip()}"
-            ) from None
 
 
 def _check_url_free(conn: Conn, key: str, rid: str) -> None:
