@@ -286,6 +286,23 @@ def test_a_planted_or_corrupt_record_row_is_refused_naming_it(
         store.get(rid(EXAMPLE))
 
 
+def test_nul_characters_are_unknown_to_lookups_and_refused_by_writes(
+    store: PostgresStore,
+) -> None:
+    # PostgreSQL text cannot hold U+0000: such a key can never have been stored.
+    for ident in (f"{EXAMPLE}\x00", "sid_AAAAA\x00AAAA", "a6ec2c2fe408fea\x00"):
+        assert store.lookup(ident) is None and store.by_url(ident) is None
+        assert store.resource_id_for_url(ident) is None and store.get(ident) is None
+        assert store.get_text(ident) is None and store.history(ident) == []
+        assert store.aliases(ident) == [] and store.stable_id(ident) is None
+        assert ident not in store and store.by_stable_id(ident) is None
+    with pytest.raises(CacheError):
+        store.save_attempt(attempt(NTIA, "ok"), text="a\x00b", history_entry={})
+    with pytest.raises(CacheError):
+        store.save_attempt(attempt(NTIA, "ok", title="a\x00b"), text=None, history_entry={})
+    assert store.get(rid(NTIA)) is None and store.stable_id(rid(NTIA)) is None
+
+
 def test_no_pickle_anywhere_in_the_postgres_store() -> None:
     import snapcache.cache.postgres as package
 

@@ -18,6 +18,11 @@ written when, the same as the diskcache store's (:mod:`snapcache.cache.store`):
 Connections come from a :class:`psycopg_pool.ConnectionPool` (autocommit; writes open an
 explicit transaction), so threads may share one store object. The DSN's password never
 appears in :attr:`PostgresStore.location`, in ``repr`` or in an error message.
+
+One difference from the folder store: PostgreSQL text cannot hold U+0000, so a write with
+one in a URL, text, record or history entry raises :class:`CacheError` and writes nothing
+(the fetcher never produces one: input URLs with control characters are refused and
+extracted text is sanitised).
 """
 
 from __future__ import annotations
@@ -185,21 +190,26 @@ class PostgresStore:
 
         Raises :class:`RecordFormatError` (naming the resource ID) for a corrupt record.
         """
+        if not is_resource_id(resource_id):  # nothing else can be stored (a CHECK says so)
+            return None
         return self._read(partial(tables.record, rid=resource_id))
 
     def by_stable_id(self, sid: str) -> Record | None:
         """Return the record holding stable ID ``sid`` (exactly as stored), or ``None``."""
-        return self._read(partial(tables.record_by_stable_id, sid=sid.strip()))
+        key = sid.strip()
+        if not is_stable_id(key):  # nothing else can be stored (a CHECK says so)
+            return None
+        return self._read(partial(tables.record_by_stable_id, sid=key))
 
     def by_url(self, url: str) -> Record | None:
         """Return the record for ``url`` (stripped) or any of its aliases, or ``None``."""
         key = url.strip()
-        return self._read(partial(tables.record_by_url, key=key)) if key else None
+        return self._read(partial(tables.record_by_url, key=key)) if _storable(key) else None
 
     def resource_id_for_url(self, url: str) -> str | None:
         """Return the resource ID a URL (current or alias) is bound to, or ``None``."""
         key = url.strip()
-        return self._read(partial(tables.url_owner, key=key)) if key else None
+        return self._read(partial(tables.url_owner, key=key)) if _storable(key) else None
 
     def lookup(self, ident: str) -> Record | None:
         """Find a record by resource ID, stable ID (``sid_...`` or bare), URL or alias."""
@@ -218,18 +228,26 @@ class PostgresStore:
 
     def get_text(self, resource_id: str) -> str | None:
         """Return the extracted text of the stored capture, or ``None`` if there is none."""
+        if not is_resource_id(resource_id):
+            return None
         return self._read(partial(tables.text, rid=resource_id))
 
     def history(self, resource_id: str) -> list[HistoryEntry]:
         """Return the attempt summaries of a resource, oldest first."""
+        if not is_resource_id(resource_id):
+            return []
         return self._read(partial(tables.history, rid=resource_id))
 
     def aliases(self, resource_id: str) -> list[str]:
         """Return the earlier URLs of a resource, oldest first (still found by ``by_url``)."""
+        if not is_resource_id(resource_id):
+            return []
         return self._read(partial(tables.aliases, rid=resource_id))
 
     def stable_id(self, resource_id: str) -> str | None:
         """Return the stable ID bound to a resource, even before its first record exists."""
+        if not is_resource_id(resource_id):
+            return None
         ident = self._read(partial(tables.identity, rid=resource_id))
         return None if ident is None else ident.stable_id
 
@@ -259,7 +277,7 @@ class PostgresStore:
 
     def __contains__(self, resource_id: object) -> bool:
         """True when ``resource_id`` is a string and that resource has a record."""
-        if not isinstance(resource_id, str):
+        if not isinstance(resource_id, str) or not is_resource_id(resource_id):
             return False
         return self._read(partial(tables.has_record, rid=resource_id))
 
@@ -556,6 +574,12 @@ class PostgresStore:
             f"a write to the PostgreSQL store at {self._location} kept conflicting with "
             f"other writers ({_MAX_TRIES} tries): {last}"
         )
+
+
+def _storable(key: str) -> bool:
+    """Whether a URL could be stored at all: PostgreSQL text cannot hold U+0000, so a key
+    with one is unknown (a lookup answers ``None``; a write of it raises CacheError)."""
+    return bool(key) and "\x00" not in key
 
 
 def _check_url_free(conn: Conn, key: str, rid: str) -> None:
