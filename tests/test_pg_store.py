@@ -207,6 +207,22 @@ def test_history_rows_are_bounded_in_the_table(dsn: str) -> None:
         assert store.history(rid(NTIA)) == [{"n": 8}, {"n": 9}, {"n": 10}]
 
 
+def test_an_attempt_for_a_url_moved_away_changes_nothing(store: PostgresStore) -> None:
+    # The rule the diskcache store keeps too (main's contract suite checks both): an attempt
+    # made for the old URL holds that URL's content, and merged in it would undo the move.
+    store.save_attempt(attempt(EXAMPLE, "ok"), text="the good text", history_entry={"n": 1})
+    moved = store.move(EXAMPLE, "https://example.org")
+    statuses: tuple[Status, ...] = ("ok", "error")
+    for status in statuses:
+        late = attempt(EXAMPLE, status, title="The old URL's page",
+                       capture_timestamp="20270101000000", original_url=EXAMPLE)
+        assert store.save_attempt(late, text="the old URL's text",
+                                  history_entry={"n": 2}) == moved
+    assert store.get(rid(EXAMPLE)) == moved
+    assert store.get_text(rid(EXAMPLE)) == "the good text"
+    assert store.history(rid(EXAMPLE)) == [{"n": 1}]
+
+
 def test_a_url_longer_than_a_btree_entry_round_trips(store: PostgresStore) -> None:
     # A btree index entry holds about 2.7 kB: URLs are keyed by their hash, not themselves.
     url = f"{EXAMPLE}/?q=" + "x" * 10_000

@@ -333,9 +333,9 @@ class PostgresStore:
                         requested=stable_id,
                     )
                 return existing.stable_id
-            _check_url_free(conn, key, resource_id)
+            tables.check_url_free(conn, key, resource_id)
             if stable_id is not None:
-                _check_sid_free(conn, stable_id, resource_id)
+                tables.check_sid_free(conn, stable_id, resource_id)
                 sid = stable_id
             else:
                 sid = mint_unique(mint, taken=lambda c: tables.sid_owner(conn, c) is not None)
@@ -352,7 +352,9 @@ class PostgresStore:
 
         With the resource's identity row locked: read the stored record, apply
         :func:`~snapcache.cache.policy.merge`, write the record, its bindings, the text
-        (only when the capture is replaced) and the bounded history.
+        (only when the capture is replaced) and the bounded history. An attempt whose URL is
+        not the stored record's current URL (made for a URL since moved away) changes
+        nothing: the stored record is returned as is.
         """
         rid = new.resource_id
         check_resource_id(rid)
@@ -364,10 +366,15 @@ class PostgresStore:
             attempt = new
             ident = tables.identity(conn, rid, lock=True)
             old = None if ident is None else tables.record(conn, rid)
+            if old is not None and attempt.url.strip() != old.url.strip():
+                # The attempt fetched another URL than the record's: one moved away while it
+                # ran, or a caller still using the old name. Its content belongs to that old
+                # URL; merged in, it would undo the move (as in the diskcache store).
+                return old
             if ident is None:
                 check_stable_id(attempt.stable_id)
-                _check_sid_free(conn, attempt.stable_id, rid)
-                _check_url_free(conn, url_key(attempt.url), rid)
+                tables.check_sid_free(conn, attempt.stable_id, rid)
+                tables.check_url_free(conn, url_key(attempt.url), rid)
             elif old is None:
                 attempt = replace(
                     attempt,
@@ -447,7 +454,7 @@ class PostgresStore:
             record = tables.record(conn, rid)
             if record is None:
                 raise NotFoundError(f"resource {rid} ({old_key!r}) has no record yet")
-            _check_url_free(conn, new_key, rid)
+            tables.check_url_free(conn, new_key, rid)
             current = record.url.strip()
             if new_key == current:
                 return record
@@ -483,7 +490,7 @@ class PostgresStore:
         def work(conn: Conn) -> None:
             ident = tables.identity(conn, rid, lock=True)
             if ident is None:
-                _check_sid_free(conn, record.stable_id, rid)
+                tables.check_sid_free(conn, record.stable_id, rid)
                 created = dump.created_at or record.created_at
                 tables.insert_identity(conn, rid, Identity(record.stable_id, key, created))
             elif ident.stable_id != record.stable_id:
@@ -580,28 +587,6 @@ def _storable(key: str) -> bool:
     """Whether a URL could be stored at all: PostgreSQL text cannot hold U+0000, so a key
     with one is unknown (a lookup answers ``None``; a write of it raises CacheError)."""
     return bool(key) and "\x00" not in key
-
-
-def _check_url_free(conn: Conn, key: str, rid: str) -> None:
-    owner = tables.url_owner(conn, key)
-    if owner is not None and owner != rid:
-        raise CacheError(
-            f"URL {key!r} already belongs to resource {owner}, not {rid}; "
-            f"look it up with by_url()"
-        )
-
-
-def _check_sid_free(conn: Conn, sid: str, rid: str) -> None:
-    owner = tables.sid_owner(conn, sid)
-    if owner is not None and owner != rid:
-        raise StableIdConflictError(
-            f"stable ID {sid} is already held by resource {owner}; "
-            f"it cannot also identify {rid}",
-            resource_id=rid,
-            existing=None,
-            requested=sid,
-            other_resource_id=owner,
-        )
 
 
 if TYPE_CHECKING:

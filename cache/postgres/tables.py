@@ -31,7 +31,7 @@ from typing import Any, Final
 import psycopg
 
 from ..contract import HistoryEntry
-from ..errors import CacheError
+from ..errors import CacheError, StableIdConflictError
 from ..records import Record, RecordFormatError
 from ..rows import Identity
 
@@ -42,6 +42,8 @@ __all__ = [
     "aliases",
     "append_history",
     "bind_url",
+    "check_sid_free",
+    "check_url_free",
     "count_records",
     "dump_entry",
     "has_record",
@@ -253,6 +255,30 @@ def record_page(
             (after, wanted, wanted, PAGE_SIZE),
         ).fetchall()
     return [(row[0], parse_record(row[0], row[1])) for row in rows]
+
+
+def check_url_free(conn: Conn, key: str, rid: str) -> None:
+    """Raise :class:`CacheError` if the URL ``key`` is bound to a resource other than ``rid``."""
+    owner = url_owner(conn, key)
+    if owner is not None and owner != rid:
+        raise CacheError(
+            f"URL {key!r} already belongs to resource {owner}, not {rid}; "
+            f"look it up with by_url()"
+        )
+
+
+def check_sid_free(conn: Conn, sid: str, rid: str) -> None:
+    """Raise :class:`StableIdConflictError` if another resource than ``rid`` holds ``sid``."""
+    owner = sid_owner(conn, sid)
+    if owner is not None and owner != rid:
+        raise StableIdConflictError(
+            f"stable ID {sid} is already held by resource {owner}; "
+            f"it cannot also identify {rid}",
+            resource_id=rid,
+            existing=None,
+            requested=sid,
+            other_resource_id=owner,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
