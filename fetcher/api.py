@@ -14,7 +14,7 @@ from collections.abc import Coroutine, Iterable
 from concurrent.futures import Future
 from typing import Any, TypeVar, Unpack
 
-from snapcache.cache import Record, SnapshotCache, Store
+from snapcache.cache import Record, Store
 
 from .config import Config, load_config
 from .engine import Engine
@@ -23,6 +23,7 @@ from .ids import parse_target
 from .protocols import Plan
 from .runner import Runner, RunOptions, RunPolicy, RunSummary, Sources
 from .save import Saver, SaveStats
+from .stores import open_store
 from .transport import PoolState, Transport, TransportStats
 
 T = TypeVar("T")
@@ -43,10 +44,9 @@ class AsyncFetcher:
         transport: Transport | None = None,
     ) -> None:
         self.config = config if isinstance(config, Config) else load_config(config)
-        #: The record store (usable directly for reads).
-        self.cache: Store = cache or SnapshotCache(
-            self.config.cache_path, history_limit=self.config.cache.history_limit
-        )
+        #: The record store (usable directly for reads): ``[cache] backend`` chooses it.
+        # ``is not None``, not ``or``: a store is falsy while it is empty (it has a length).
+        self.cache: Store = cache if cache is not None else open_store(self.config)
         self._owns_transport = transport is None
         self._transport = transport or Transport(self.config)
         self._engine = Engine(self.config, self.cache, self._transport)

@@ -138,6 +138,11 @@ class CacheConfig:
     ttl_archived_error_days: float = 7.0
     ttl_error_hours: float = 1.0
     history_limit: int = 20
+    #: Where records live: "diskcache" (the folder ``path``) or "postgres" (``dsn``).
+    backend: str = "diskcache"
+    #: The PostgreSQL connection string when ``backend`` is "postgres"; empty: read
+    #: $SNAPCACHE_DSN when the store is opened. May hold a password: hidden from repr().
+    dsn: str = field(default="", repr=False)
 
 
 # The extractor owns the defaults of its bounds; the [preview] section starts from them.
@@ -450,6 +455,7 @@ def config_from_mapping(data: Mapping[str, Any], *, source: str = "mapping") -> 
             kwargs[key] = _coerce(section, key, item, getattr(defaults, key))
         built[section] = cls(**kwargs)
     config = Config(**built, source=source)
+    _check_cache_backend(source, config.cache)
     _check_url("archive.base_url", config.archive.base_url)
     _check_url("archive.availability_url", config.archive.availability_url)
     if config.archive.base_url.endswith("/"):
@@ -472,6 +478,24 @@ def config_from_mapping(data: Mapping[str, Any], *, source: str = "mapping") -> 
         if names.count(name) > 1:
             raise ConfigError(f"{source}: archive name {name!r} is used twice")
     return config
+
+
+#: The stores ``[cache] backend`` may name.
+CACHE_BACKENDS: Final[tuple[str, ...]] = ("diskcache", "postgres")
+
+
+def _check_cache_backend(source: str, cache: CacheConfig) -> None:
+    if cache.backend not in CACHE_BACKENDS:
+        raise ConfigError(
+            f"{source}: cache.backend must be one of {', '.join(CACHE_BACKENDS)}, "
+            f"got {cache.backend!r}"
+        )
+    dsn = cache.dsn.strip()
+    # The value is never quoted back: a DSN may hold a password.
+    if dsn and not (dsn.lower().startswith(("postgresql://", "postgres://")) or "=" in dsn):
+        raise ConfigError(
+            f"{source}: cache.dsn must be a postgresql:// URI or libpq key=value pairs"
+        )
 
 
 _ARCHIVE_BUDGETS: Final = ("cdx_per_minute", "playback_per_minute")

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests import pgkit
+
 DATA = Path(__file__).parent / "data"
 
 #: snapcache honours these (tests/test_proxy.py); a developer's own proxy must not carry the
@@ -21,6 +23,13 @@ def no_ambient_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture(autouse=True)
+def drop_postgres_schemas() -> Iterator[None]:
+    """Drop the PostgreSQL schemas a test made (tests/pgkit.py), whatever its outcome."""
+    yield
+    pgkit.drop_created()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from diskcache.core import MODE_PICKLE
 from snapcache.cache import SnapshotCache, Status, Store
 from snapcache.cache.store import DEFAULT_HISTORY_LIMIT
 
+from tests import pgkit
 from tests.storekit import EXAMPLE, attempt, plant, rid
 
 T = TypeVar("T")
@@ -49,8 +50,20 @@ def plant_diskcache_pickle(place: str, resource_id: str, payload: bytes) -> None
     plant(place, f"rec:{resource_id}", mode=MODE_PICKLE, value=payload)
 
 
+def open_postgres(place: str, *, history_limit: int = DEFAULT_HISTORY_LIMIT) -> Store:
+    """A :class:`PostgresStore` in a schema of the test server named after ``place``.
+
+    Skips (fails under ``$CI``) without PostgreSQL; the schema is dropped after the test.
+    """
+    dsn = pgkit.create_schema(pgkit.schema_for(place))
+    from snapcache.cache.postgres import PostgresStore
+
+    return PostgresStore(dsn, history_limit=history_limit)
+
+
 BACKENDS: dict[str, Backend] = {
     "diskcache": Backend("diskcache", open_diskcache, plant_pickled_record=plant_diskcache_pickle),
+    "postgres": Backend("postgres", open_postgres),
 }
 
 

@@ -10,6 +10,7 @@ import click
 from ..config import LegacyStoreWarning, legacy_store_note, load_config
 from ..errors import ConfigError, SnapcacheError
 from .common import EXIT_SOME_FAILED, die
+from .db import copy_store_command, db
 from .records import export, list_records, stats
 from .run import refetch, run
 from .single import fetch, move, save, show
@@ -62,6 +63,8 @@ cli.add_command(refetch)
 cli.add_command(export)
 cli.add_command(list_records)
 cli.add_command(stats)
+cli.add_command(db)
+cli.add_command(copy_store_command)
 
 
 def main() -> None:
