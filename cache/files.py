@@ -95,7 +95,8 @@ def check_private_directory(directory: Path) -> None:
     """Create ``directory`` (mode 0700, parents as needed), or check the existing one.
 
     An existing folder must belong to the user (the effective uid) and be writable by
-    nobody else; one that others may only read is tightened to 0700. Raises
+    nobody else; one that others may only read is tightened (their bits removed: 0755
+    becomes 0700). Raises
     :class:`UnsafeLocationError` (saying how to fix it) for a folder of another user or one
     writable by its group or others, :class:`CacheError` when something other than a folder
     is there, and :class:`StoreUnavailableError` when it cannot be created.
@@ -136,12 +137,13 @@ def check_private_directory(directory: Path) -> None:
             f"`chmod 700 {where}`, or choose another path",
             path=where,
         )
-    if mode != 0o700:
+    if mode & 0o077:
         # mkdir's mode is filtered by the umask, and an existing folder may be readable by
-        # others: records reveal what a user cites. A read-only mount cannot be tightened;
-        # opening the store there fails anyway, with its own message.
+        # others: records reveal what a user cites. Only others' bits go (a folder the user
+        # made read-only stays so). A read-only mount cannot be tightened; opening the store
+        # there fails anyway, with its own message.
         with contextlib.suppress(OSError):
-            os.chmod(directory, 0o700)
+            os.chmod(directory, mode & 0o700)
 
 
 # ---------------------------------------------------------------------------------------------

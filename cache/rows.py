@@ -127,8 +127,9 @@ def store_error(exc: BaseException, directory: Path) -> CacheError:
     )
 
 
-#: The sqlite3 errors that describe the file rather than a misuse of the connection.
-_FILE_ERRORS: Final = (sqlite3.OperationalError, sqlite3.DatabaseError, OSError)
+#: Errors that describe the file (sqlite3's DatabaseError family, OS errors), unless they
+#: are a misuse of the connection (:data:`_MISUSE`, re-raised as they are: a bug).
+_FILE_ERRORS: Final = (sqlite3.DatabaseError, OSError)
 _MISUSE: Final = (sqlite3.ProgrammingError, sqlite3.InterfaceError)
 
 

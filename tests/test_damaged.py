@@ -138,41 +138,71 @@ def test_a_store_damaged_after_opening_raises_typed_errors_on_read(tmp_path: Pat
             list(cache.records())
 
 
+class ReadOnly:
+    """A folder to fill (``source``), then seen read-only at ``view`` after :meth:`seal`.
+
+    Without root, modes do it (``view`` is ``source``, sealed by chmod). Root ignores modes,
+    so for root ``view`` is a read-only bind mount of ``source``.
+    """
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.source = tmp_path / "rw"
+        self.source.mkdir(mode=0o700)
+        self.view = self.source
+        self.mounted = False
+        #: What the message says: the mount is read-only, or the modes deny writing.
+        self.reason = "permission denied"
+        if IS_ROOT:
+            self.view = tmp_path / "ro"
+            self.view.mkdir()
+            bind = ["mount", "--bind", str(self.source), str(self.view)]
+            made = subprocess.run(bind, capture_output=True, text=True)
+            if made.returncode != 0:
+                pytest.skip(f"running as root, where modes do not bind, and a read-only bind "
+                            f"mount cannot be made here: {made.stderr.strip()}")
+            self.mounted = True
+            remount = ["mount", "-o", "remount,bind,ro", str(self.view)]
+            if subprocess.run(remount, capture_output=True).returncode != 0:
+                pytest.skip("running as root, and a bind mount cannot be made read-only here")
+            self.reason = "read-only file system"
+
+    def seal(self) -> None:
+        if self.mounted:
+            return
+        for path in sorted(self.source.rglob("*"), reverse=True):
+            os.chmod(path, 0o500 if path.is_dir() else 0o400)
+        os.chmod(self.source, 0o500)
+
+    def close(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", str(self.view)], check=True)
+            return
+        os.chmod(self.source, 0o700)
+        for path in self.source.rglob("*"):
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
+
+
 @pytest.fixture
-def read_only_mount(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    """(source, mount): ``mount`` shows ``source`` read-only. Needs root."""
-    if not IS_ROOT:
-        pytest.skip("a read-only bind mount needs root (chmod does not bind root either)")
-    source, mount = tmp_path / "rw", tmp_path / "ro"
-    source.mkdir()
-    mount.mkdir()
-    made = subprocess.run(["mount", "--bind", str(source), str(mount)], capture_output=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot bind-mount here: {made.stderr.decode(errors='replace').strip()}")
+def read_only(tmp_path: Path) -> Iterator[ReadOnly]:
+    place = ReadOnly(tmp_path)
     try:
-        ro = subprocess.run(["mount", "-o", "remount,bind,ro", str(mount)], capture_output=True)
-        if ro.returncode != 0:
-            pytest.skip("cannot remount read-only here")
-        yield source, mount
+        yield place
     finally:
-        subprocess.run(["umount", str(mount)], check=True)
+        place.close()
 
 
-def test_a_store_on_a_read_only_mount_is_one_clear_line(
-    tmp_path: Path, read_only_mount: tuple[Path, Path]
-) -> None:
-    source, mount = read_only_mount
-    with SnapshotCache(source / "store") as cache:
+def test_a_read_only_store_is_one_clear_line(tmp_path: Path, read_only: ReadOnly) -> None:
+    with SnapshotCache(read_only.source / "store") as cache:
         fill_six_records(cache)
-    cfg = write_config(tmp_path, NOWHERE).read_text().replace(
-        str(tmp_path / "store"), str(mount / "store"))
+    read_only.seal()
+    store = read_only.view / "store"
+    cfg = write_config(tmp_path, NOWHERE).read_text().replace(str(tmp_path / "store"), str(store))
     (tmp_path / "ro.toml").write_text(cfg)
     for args in (["show", "https://example.com/ok"], ["list"], ["stats"], ["export"]):
         out = run("--config", str(tmp_path / "ro.toml"), *args)
-        assert_one_clear_line(out, str(mount / "store"), "read-only file system",
-                              "choose another path")
-    with pytest.raises(StoreUnavailableError, match="read-only"):
-        SnapshotCache(mount / "new-store")
+        assert_one_clear_line(out, str(store), read_only.reason, "choose another path")
+    with pytest.raises(StoreUnavailableError, match=read_only.reason):
+        SnapshotCache(read_only.view / "new-store")
 
 
 def test_a_store_on_a_full_disk_is_one_clear_line(tmp_path: Path) -> None:
@@ -230,18 +260,18 @@ def test_a_state_file_replaced_or_cut_is_one_clear_line(
     assert state.exists()  # reported, never removed or replaced by snapcache
 
 
-def test_a_read_only_state_file_is_one_clear_line(
-    tmp_path: Path, read_only_mount: tuple[Path, Path]
-) -> None:
-    source, mount = read_only_mount
-    StateFile(source / "rl.sqlite", "CREATE TABLE IF NOT EXISTS t (x)")
+def test_a_read_only_state_file_is_one_clear_line(tmp_path: Path, read_only: ReadOnly) -> None:
+    StateFile(read_only.source / "rl.sqlite", "CREATE TABLE IF NOT EXISTS t (x)")
+    read_only.seal()
     with SnapshotCache(tmp_path / "store") as cache:
         fill_six_records(cache)
-    cfg = write_config(tmp_path, NOWHERE).read_text().replace(
-        str(tmp_path / "rl.sqlite"), str(mount / "rl.sqlite"))
+    state = read_only.view / "rl.sqlite"
+    cfg = write_config(tmp_path, NOWHERE).read_text().replace(str(tmp_path / "rl.sqlite"),
+                                                              str(state))
     (tmp_path / "ro.toml").write_text(cfg)
-    out = run("--config", str(tmp_path / "ro.toml"), "show", "https://example.com/ok")
-    assert_one_clear_line(out, str(mount / "rl.sqlite"), "read-only")
+    for args in (["show", "https://example.com/ok"], ["stats"]):
+        out = run("--config", str(tmp_path / "ro.toml"), *args)
+        assert_one_clear_line(out, str(state), read_only.reason)
 
 
 # ---------------------------------------------------------------------------------------------

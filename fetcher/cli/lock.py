@@ -69,23 +69,26 @@ class RunLock:
         try:
             fd = os.open(self.path, flags, 0o600)
         except OSError as exc:
-            if exc.errno != errno.ELOOP:
+            if exc.errno == errno.ELOOP:
+                problem = "it is a symbolic link, and snapcache would write where it points"
+            elif exc.errno == errno.EISDIR:
+                problem = "it is a directory, not a regular file"
+            else:
                 raise
             raise UnsafeLocationError(
-                f"refusing the run lock {where!r}: it is a symbolic link, and snapcache would "
-                f"write where it points; remove it (`rm {where}`)",
+                f"refusing the run lock {where!r}: {problem}; remove it (`rm {where}`)",
                 path=where,
             ) from None
         info = os.fstat(fd)
-        problem = None
+        wrong = None
         if not stat.S_ISREG(info.st_mode):
-            problem = f"it is {file_kind(info.st_mode)}, not a regular file"
+            wrong = f"it is {file_kind(info.st_mode)}, not a regular file"
         elif info.st_nlink != 1:
-            problem = "it has other hard links, and snapcache would write through them"
-        if problem is not None:
+            wrong = "it has other hard links, and snapcache would write through them"
+        if wrong is not None:
             os.close(fd)
             raise UnsafeLocationError(
-                f"refusing the run lock {where!r}: {problem}; remove it (`rm {where}`)",
+                f"refusing the run lock {where!r}: {wrong}; remove it (`rm {where}`)",
                 path=where,
             )
         # O_NONBLOCK only kept a FIFO from blocking the open; a regular file ignores it.
