@@ -9,10 +9,14 @@ from .contract import HistoryEntry, JSONValue, Store, StoreStats
 from .disk import SafeDisk
 from .errors import (
     CacheError,
+    DamagedRecordError,
     NotFoundError,
     SnapcacheError,
     StableIdConflictError,
+    StoreDamagedError,
+    StoreUnavailableError,
     UnsafeCacheEntryError,
+    UnsafeLocationError,
 )
 from .policy import (
     ATTEMPT_FIELDS,
@@ -42,6 +46,7 @@ __all__ = [
     "IDENTITY_FIELDS",
     "SCHEMA_VERSION",
     "CacheError",
+    "DamagedRecordError",
     "Freshness",
     "HistoryEntry",
     "JSONValue",
@@ -55,9 +60,12 @@ __all__ = [
     "StableIdConflictError",
     "Status",
     "Store",
+    "StoreDamagedError",
     "StoreStats",
+    "StoreUnavailableError",
     "TTLs",
     "UnsafeCacheEntryError",
+    "UnsafeLocationError",
     "freshness",
     "merge",
     "parse_iso",

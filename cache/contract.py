@@ -28,7 +28,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, Self, TypeAlias
 
-from .records import Record
+from .records import Record, RecordFormatError
 
 __all__ = ["HistoryEntry", "JSONValue", "Store", "StoreStats"]
 
@@ -74,7 +74,9 @@ class Store(Protocol):
       build arbitrary objects) and never touches files outside it. An entry that is corrupt
       or was planted raises a :class:`~snapcache.cache.errors.CacheError` (or, for a record,
       :class:`~snapcache.cache.records.RecordFormatError` naming its resource ID); it is
-      never silently skipped or repaired into something else.
+      never silently skipped or repaired into something else. Only a caller that asks
+      (``on_damaged`` of :meth:`records` and :meth:`stats`) gets the damaged records
+      handed to it, to report, while the others are read.
     * **Closing.** After :meth:`close`, every operation raises
       :class:`~snapcache.cache.errors.CacheError`; closing again does nothing.
 
@@ -180,13 +182,20 @@ class Store(Protocol):
         """Return the stable ID bound to a resource, even before its first record exists."""
         ...
 
-    def records(self, *, statuses: Collection[str] | None = None) -> Iterator[Record]:
+    def records(
+        self,
+        *,
+        statuses: Collection[str] | None = None,
+        on_damaged: Callable[[RecordFormatError], None] | None = None,
+    ) -> Iterator[Record]:
         """Yield every record, in ascending resource-ID order (so exports are stable).
 
         With ``statuses`` (a non-empty collection), only records whose ``status`` or
         ``last_outcome`` is one of them: ``--status error`` also finds good records whose
         latest attempt failed. A corrupt record raises (see :meth:`get`) rather than being
-        skipped: an export that silently drops records is worse than one that stops.
+        skipped: an export that silently drops records is worse than one that stops. With
+        ``on_damaged``, each corrupt record's ``RecordFormatError`` (naming its resource ID)
+        is passed to it instead, and every other record is still yielded, in order.
         """
         ...
 
@@ -202,10 +211,13 @@ class Store(Protocol):
         """True when ``resource_id`` is a string and that resource has a record."""
         ...
 
-    def stats(self) -> StoreStats:
+    def stats(
+        self, *, on_damaged: Callable[[RecordFormatError], None] | None = None
+    ) -> StoreStats:
         """Return counts over every record (see :class:`StoreStats`).
 
-        Raises for a corrupt record, as :meth:`records` does.
+        Raises for a corrupt record, as :meth:`records` does; with ``on_damaged``, a corrupt
+        record is passed to it and left out of the counts.
         """
         ...
 

@@ -121,6 +121,10 @@ class Record:
             data = json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
             raise RecordFormatError(f"record is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            # Arrays or objects nested thousands deep exhaust the parser's recursion limit;
+            # no record has them, so the text is damaged or planted.
+            raise RecordFormatError("record is nested too deep to parse") from exc
         return cls.from_json_dict(data)
 
 

@@ -16,6 +16,11 @@ extracted text itself):
 ``hist:<rid>``      JSON list of attempt summaries, oldest first, at most ``history_limit``
 ==================  ==============================================================
 
+Beside ``cache.db`` the folder may hold ``run.lock`` (the CLI's run lock) and ``tmp/``
+(bodies the fetcher spills to disk), and exports in progress may not be written there:
+temporary files name their writer and are removed at open once it is gone
+(:mod:`.files`).
+
 This layout is the on-disk format: stores written by earlier releases must keep reading
 (``tests/test_store_compat.py``). :class:`Rows` reads each kind of row and checks its shape;
 what is written when is decided by :class:`~snapcache.cache.store.SnapshotCache`.
@@ -26,8 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import stat
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +41,13 @@ import diskcache
 
 from .contract import HistoryEntry
 from .disk import SafeDisk
-from .errors import CacheError
+from .errors import CacheError, DamagedRecordError, StoreDamagedError, StoreUnavailableError
+from .files import SPILL_DIR, check_private_directory, diagnose, sweep_temp_files
 from .records import SCHEMA_VERSION, Record, RecordFormatError
 
 __all__ = [
     "ALIAS",
+    "DB_NAME",
     "HIST",
     "IDENT",
     "REC",
@@ -55,6 +61,8 @@ __all__ = [
     "prepare_directory",
 ]
 
+#: The SQLite file diskcache keeps in the folder.
+DB_NAME: Final = "cache.db"
 SCHEMA_KEY: Final = "meta:schema"
 REC: Final = "rec:"
 IDENT: Final = "ident:"
@@ -89,16 +97,40 @@ class Identity:
 
 
 def prepare_directory(directory: Path) -> None:
-    """Create the cache folder private to the user (0700), tightening an existing one."""
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except FileExistsError as exc:
-        raise CacheError(f"{str(directory)!r} exists and is not a folder") from exc
-    info = directory.stat()
-    getuid = getattr(os, "getuid", None)  # absent on Windows, where modes mean little
-    # mkdir's mode is filtered by the umask, and an existing folder may be group-readable.
-    if getuid is not None and info.st_uid == getuid() and stat.S_IMODE(info.st_mode) != 0o700:
-        os.chmod(directory, 0o700)
+    """Create the cache folder private to the user (0700), or check the existing one, and
+    remove temporary files left by writers that are gone.
+
+    Raises :class:`~snapcache.cache.errors.UnsafeLocationError` for a folder of another
+    user or one writable by others (see :func:`~snapcache.cache.files.check_private_directory`).
+    """
+    check_private_directory(directory)
+    # Spill files and exports of killed writers (up to the body cap each) would otherwise
+    # stay forever; the folder is ours alone, so names of older releases go too.
+    sweep_temp_files(directory, legacy=True)
+    sweep_temp_files(directory / SPILL_DIR, legacy=True)
+
+
+def store_error(exc: BaseException, directory: Path) -> CacheError:
+    """The typed error for ``exc``, an SQLite or OS error met using the store in ``directory``:
+    :class:`StoreDamagedError` for a damaged file, else :class:`StoreUnavailableError`."""
+    db = directory / DB_NAME
+    problem = diagnose(exc, db)
+    if problem.damaged:
+        return StoreDamagedError(
+            f"the store file {str(db)!r} {problem.reason}; restore the store folder from a "
+            f"backup, or move the folder {str(directory)!r} away and snapcache starts a new "
+            f"store there",
+            path=str(db),
+        )
+    return StoreUnavailableError(
+        f"the store {str(db)!r} {problem.reason}; {problem.advice}", path=str(db)
+    )
+
+
+#: Errors that describe the file (sqlite3's DatabaseError family, OS errors), unless they
+#: are a misuse of the connection (:data:`_MISUSE`, re-raised as they are: a bug).
+_FILE_ERRORS: Final = (sqlite3.DatabaseError, OSError)
+_MISUSE: Final = (sqlite3.ProgrammingError, sqlite3.InterfaceError)
 
 
 class Rows:
@@ -120,16 +152,23 @@ class Rows:
         self._label = label
         self._timeout = timeout
         self._closed = False
-        self._cache: Any = diskcache.Cache(
-            str(directory),
-            disk=SafeDisk,
-            timeout=timeout,
-            statistics=False,
-            eviction_policy="none",
-            size_limit=_UNLIMITED,
-            cull_limit=0,
-            disk_min_file_size=_UNLIMITED,
-        )
+        try:
+            self._cache: Any = diskcache.Cache(
+                str(directory),
+                disk=SafeDisk,
+                timeout=timeout,
+                statistics=False,
+                eviction_policy="none",
+                size_limit=_UNLIMITED,
+                cull_limit=0,
+                disk_min_file_size=_UNLIMITED,
+            )
+        except _MISUSE:
+            raise
+        except _FILE_ERRORS as exc:
+            # A truncated or overwritten cache.db, a directory in its place, a read-only
+            # mount or a full disk: one typed error saying which, never a traceback.
+            raise store_error(exc, directory) from exc
         try:
             self._check_schema()
         except BaseException:
@@ -154,7 +193,9 @@ class Rows:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """One SQLite write transaction; a lock held too long becomes a CacheError."""
+        """One SQLite write transaction; a lock held too long becomes a CacheError, and a
+        damaged or unwritable file a :class:`StoreDamagedError` or
+        :class:`StoreUnavailableError`."""
         try:
             with self._c.transact():
                 yield
@@ -163,6 +204,19 @@ class Rows:
                 f"cache {str(self._directory)!r} stayed locked by another writer for more "
                 f"than {self._timeout:g} s; retry later"
             ) from exc
+        except _MISUSE:
+            raise
+        except _FILE_ERRORS as exc:
+            raise store_error(exc, self._directory) from exc
+
+    def _get(self, key: str) -> Any:
+        """The raw value of one row (None if absent); file errors become typed errors."""
+        try:
+            return self._c.get(key)
+        except _MISUSE:
+            raise
+        except _FILE_ERRORS as exc:
+            raise store_error(exc, self._directory) from exc
 
     def _check_schema(self) -> None:
         where = str(self._directory)
@@ -201,7 +255,7 @@ class Rows:
 
     def text(self, key: str) -> str | None:
         """Return the text stored under ``key`` or ``None``; other value types are corrupt."""
-        value = self._c.get(key)
+        value = self._get(key)
         if value is None:
             return None
         if not isinstance(value, str):
@@ -217,14 +271,26 @@ class Rows:
             return json.loads(raw)
         except ValueError as exc:
             raise CacheError(f"cache entry {key!r} is not valid JSON: {exc}") from exc
+        except RecursionError as exc:  # planted or damaged: [[[[... a hundred thousand deep
+            raise CacheError(f"cache entry {key!r} is nested too deep to parse") from exc
 
     def set(self, key: str, value: str) -> None:
         """Write one row (inside the caller's transaction)."""
-        self._c.set(key, value)
+        try:
+            self._c.set(key, value)
+        except _MISUSE:
+            raise
+        except _FILE_ERRORS as exc:
+            raise store_error(exc, self._directory) from exc
 
     def delete(self, key: str) -> None:
         """Delete one row if it exists (inside the caller's transaction)."""
-        self._c.delete(key)
+        try:
+            self._c.delete(key)
+        except _MISUSE:
+            raise
+        except _FILE_ERRORS as exc:
+            raise store_error(exc, self._directory) from exc
 
     # ---------------------------------------------------------------------------------------
     # Each kind of row
@@ -237,22 +303,29 @@ class Rows:
         return value
 
     def record(self, rid: str) -> Record | None:
-        """Return the record of ``rid``; ``RecordFormatError`` naming ``rid`` if corrupt."""
-        raw = self._c.get(REC + rid)
+        """Return the record of ``rid``; :class:`DamagedRecordError` (a
+        ``RecordFormatError``) naming ``rid`` if it cannot be read."""
+        raw = self._get(REC + rid)
         if raw is None:
             return None
         if not isinstance(raw, str):
-            raise RecordFormatError(f"record {rid}: stored as {type(raw).__name__}, not text")
+            raise self._damaged(rid, f"stored as {type(raw).__name__}, not text")
         try:
             record = Record.from_json(raw)
         except RecordFormatError as exc:
-            raise RecordFormatError(f"record {rid}: {exc}") from exc
+            raise self._damaged(rid, str(exc)) from exc
         if record.resource_id != rid:
-            raise RecordFormatError(
-                f"record {rid}: stored under the wrong key (its resource_id is "
-                f"{record.resource_id})"
+            raise self._damaged(
+                rid, f"stored under the wrong key (its resource_id is {record.resource_id})"
             )
         return record
+
+    def _damaged(self, rid: str, what: str) -> DamagedRecordError:
+        return DamagedRecordError(
+            f"record {rid} is damaged ({what}); restore the store folder "
+            f"{str(self._directory)!r} from a backup to recover it",
+            resource_id=rid,
+        )
 
     def identity(self, rid: str) -> Identity | None:
         """Return the ``ident:`` row of ``rid``, or ``None``."""
@@ -290,6 +363,11 @@ class Rows:
         """Yield the resource ID of every ``rec:`` row, in ascending order."""
         # Keys only, in diskcache's key order (SQLite sorts text keys bytewise, so the rec:
         # rows come in resource-ID order); values are read (and checked) one at a time.
-        for key in self._c.iterkeys():
-            if isinstance(key, str) and key.startswith(REC):
-                yield key[len(REC) :]
+        try:
+            for key in self._c.iterkeys():
+                if isinstance(key, str) and key.startswith(REC):
+                    yield key[len(REC) :]
+        except _MISUSE:
+            raise
+        except _FILE_ERRORS as exc:
+            raise store_error(exc, self._directory) from exc

@@ -27,7 +27,7 @@ from .identity import (
     validated_json,
 )
 from .policy import merge
-from .records import Record
+from .records import Record, RecordFormatError
 from .rows import ALIAS, HIST, IDENT, REC, SID, TEXT, URL, Identity, Rows, dumps, prepare_directory
 from .times import utc_now_iso
 
@@ -61,10 +61,16 @@ class SnapshotCache:
     ) -> None:
         """Open (creating if needed) the cache folder at ``path``.
 
-        The folder is created with mode 0700, and tightened to 0700 if it exists and belongs
-        to the current user: records reveal what a user cites, and anyone who can write the
-        folder can plant rows. Raises :class:`CacheError` for a cache written by a newer
-        schema version, or a folder holding some other diskcache.
+        The folder is created with mode 0700, and tightened to 0700 if it exists, belongs to
+        the current user and others may only read it: records reveal what a user cites.
+        Anyone who can write the folder can plant rows, so a folder of another user, or one
+        writable by its group or others, is refused (:class:`UnsafeLocationError`, saying
+        how to fix it). Temporary files left in it by writers that are gone are removed.
+        Raises :class:`StoreDamagedError` for a damaged ``cache.db`` (truncated, not a
+        database, a directory in its place), :class:`StoreUnavailableError` for a folder
+        that cannot be written (read-only mount, permissions, full disk), and
+        :class:`CacheError` for a cache written by a newer schema version, or a folder
+        holding some other diskcache.
         """
         if isinstance(history_limit, bool) or not isinstance(history_limit, int):
             raise TypeError("history_limit must be an int")
@@ -181,16 +187,29 @@ class SnapshotCache:
         record = self._rows.record(resource_id)
         return None if record is None else record.stable_id
 
-    def records(self, *, statuses: Collection[str] | None = None) -> Iterator[Record]:
+    def records(
+        self,
+        *,
+        statuses: Collection[str] | None = None,
+        on_damaged: Callable[[RecordFormatError], None] | None = None,
+    ) -> Iterator[Record]:
         """Yield every record in resource-ID order (diskcache iterates keys sorted).
 
         With ``statuses``, only records whose ``status`` or ``last_outcome`` is one of them.
-        A corrupt record raises :class:`RecordFormatError` naming its resource ID rather than
-        being skipped: an export that silently drops records is worse than one that stops.
+        A corrupt record raises :class:`DamagedRecordError` (a :class:`RecordFormatError`)
+        naming its resource ID rather than being skipped: an export that silently drops
+        records is worse than one that stops. With ``on_damaged``, the error is handed to
+        it instead and the other records follow (the caller reports it).
         """
         wanted = frozenset(statuses) if statuses else None
         for rid in self._rows.record_ids():
-            record = self._rows.record(rid)
+            try:
+                record = self._rows.record(rid)
+            except RecordFormatError as exc:
+                if on_damaged is None:
+                    raise
+                on_damaged(exc)
+                continue
             if record is None:  # deleted by another process meanwhile
                 continue
             if wanted is None or record.status in wanted or record.last_outcome in wanted:
@@ -208,11 +227,16 @@ class SnapshotCache:
         """True when ``resource_id`` is a string and that resource has a record."""
         return isinstance(resource_id, str) and self._rows.text(REC + resource_id) is not None
 
-    def stats(self) -> StoreStats:
-        """Count records per status and find the oldest and newest fetch (one pass)."""
+    def stats(
+        self, *, on_damaged: Callable[[RecordFormatError], None] | None = None
+    ) -> StoreStats:
+        """Count records per status and find the oldest and newest fetch (one pass).
+
+        A damaged record raises, or is handed to ``on_damaged`` and left out of the counts.
+        """
         counts: Counter[str] = Counter()
         fetched: list[str] = []
-        for record in self.records():
+        for record in self.records(on_damaged=on_damaged):
             counts[record.status] += 1
             if record.fetched_at:
                 fetched.append(record.fetched_at)

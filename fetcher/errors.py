@@ -5,8 +5,14 @@ Everything that leaves the library on purpose is a :class:`SnapcacheError`::
     SnapcacheError                      (snapcache.cache.errors: the root)
     ├── CacheError                      the store cannot be used  (snapcache.cache.errors)
     │   ├── UnsafeCacheEntryError       a planted row that would need unpickling
+    │   ├── StoreDamagedError           cache.db is truncated, corrupt, not a database
+    │   ├── StoreUnavailableError       the store cannot be written: read-only, full disk
+    │   ├── UnsafeLocationError         a folder others may write, a link where a file goes
+    │   ├── DamagedRecordError          one stored record cannot be read (also a
+    │   │                               RecordFormatError): reported and skipped by listings
     │   ├── StableIdConflictError       a stable ID would change or be shared
     │   └── NotFoundError (KeyError)    no such URL, resource or stable ID
+    ├── StateFileError                  the rate-limit state file is damaged or unusable
     ├── ConfigError                     fix the configuration; retrying will not help
     ├── InputError (ValueError)         an unusable URL or timestamp: skip it
     ├── ArchiveError                    an answer that is not a result: recorded, retried later
@@ -38,10 +44,25 @@ __all__ = [
     "InputError",
     "RateLimitedError",
     "SnapcacheError",
+    "StateFileError",
     "TransientError",
     "UsageError",
     "WrongEventLoopError",
 ]
+
+
+class StateFileError(SnapcacheError):
+    """The rate-limit state file (``[rates] state_path``) cannot be used: it is damaged (not
+    a database, corrupt), something else stands in its place (a directory, a symbolic link),
+    or it cannot be written (read-only, full disk). The message names the file.
+
+    It holds only rate-limit counters and pauses: move it away (a new one is created) or
+    point ``[rates] state_path`` elsewhere. ``path`` is the file.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ConfigError(SnapcacheError):

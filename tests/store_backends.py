@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from diskcache.core import MODE_PICKLE
+from diskcache.core import MODE_PICKLE, MODE_RAW
 from snapcache.cache import SnapshotCache, Status, Store
 from snapcache.cache.store import DEFAULT_HISTORY_LIMIT
 
@@ -38,6 +38,9 @@ class Backend:
     #: ``plant(place, resource_id, payload)`` writes a record row that the backend's reader
     #: would deserialise with pickle; ``None`` for backends that have no such rows.
     plant_pickled_record: Callable[[str, str, bytes], None] | None = None
+    #: ``plant(place, resource_id, text)`` stores ``text`` as the record of ``resource_id``
+    #: without any check, as damage would (``None`` for backends that cannot be damaged so).
+    plant_record_text: Callable[[str, str, str], None] | None = None
 
 
 def open_diskcache(place: str, *, history_limit: int = DEFAULT_HISTORY_LIMIT) -> Store:
@@ -61,8 +64,14 @@ def open_postgres(place: str, *, history_limit: int = DEFAULT_HISTORY_LIMIT) -> 
     return PostgresStore(dsn, history_limit=history_limit)
 
 
+def plant_diskcache_text(place: str, resource_id: str, text: str) -> None:
+    """A ``rec:`` row holding ``text`` as it is, written into the SQLite file directly."""
+    plant(place, f"rec:{resource_id}", mode=MODE_RAW, value=text)  # type: ignore[arg-type]
+
+
 BACKENDS: dict[str, Backend] = {
-    "diskcache": Backend("diskcache", open_diskcache, plant_pickled_record=plant_diskcache_pickle),
+    "diskcache": Backend("diskcache", open_diskcache, plant_pickled_record=plant_diskcache_pickle,
+                         plant_record_text=plant_diskcache_text),
     "postgres": Backend("postgres", open_postgres),
 }
 

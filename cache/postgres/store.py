@@ -52,7 +52,7 @@ from ..identity import (
     validated_json,
 )
 from ..policy import merge
-from ..records import Record
+from ..records import Record, RecordFormatError
 from ..rows import Identity
 from ..store import DEFAULT_HISTORY_LIMIT, DEFAULT_TIMEOUT
 from ..times import utc_now_iso
@@ -251,17 +251,28 @@ class PostgresStore:
         ident = self._read(partial(tables.identity, rid=resource_id))
         return None if ident is None else ident.stable_id
 
-    def records(self, *, statuses: Collection[str] | None = None) -> Iterator[Record]:
+    def records(
+        self,
+        *,
+        statuses: Collection[str] | None = None,
+        on_damaged: Callable[[RecordFormatError], None] | None = None,
+    ) -> Iterator[Record]:
         """Yield every record in resource-ID order, a page of records per query.
 
         With ``statuses``, only records whose ``status`` or ``last_outcome`` is one of them.
-        A corrupt record raises :class:`RecordFormatError` naming its resource ID.
+        A corrupt record raises :class:`RecordFormatError` naming its resource ID, or is
+        handed to ``on_damaged`` and skipped.
         """
         wanted = sorted(set(statuses)) if statuses else None
         after = ""
         while True:
             page = self._read(partial(tables.record_page, after=after, statuses=wanted))
             for _, record in page:
+                if isinstance(record, RecordFormatError):
+                    if on_damaged is None:
+                        raise record
+                    on_damaged(record)
+                    continue
                 yield record
             if len(page) < tables.PAGE_SIZE:
                 return
@@ -281,15 +292,18 @@ class PostgresStore:
             return False
         return self._read(partial(tables.has_record, rid=resource_id))
 
-    def stats(self) -> StoreStats:
+    def stats(
+        self, *, on_damaged: Callable[[RecordFormatError], None] | None = None
+    ) -> StoreStats:
         """Count records per status and find the oldest and newest fetch.
 
         Every record is read and checked (as :meth:`records` does) rather than counted in
-        SQL: the contract says a corrupt record makes ``stats`` raise, not vanish.
+        SQL: the contract says a corrupt record makes ``stats`` raise (or, with
+        ``on_damaged``, be reported and left out), not vanish.
         """
         counts: Counter[str] = Counter()
         fetched: list[str] = []
-        for record in self.records():
+        for record in self.records(on_damaged=on_damaged):
             counts[record.status] += 1
             if record.fetched_at:
                 fetched.append(record.fetched_at)

@@ -235,10 +235,12 @@ def count_records(conn: Conn) -> int:
 
 def record_page(
     conn: Conn, after: str, statuses: Collection[str] | None
-) -> list[tuple[str, Record]]:
+) -> list[tuple[str, Record | RecordFormatError]]:
     """Up to :data:`PAGE_SIZE` records with a resource ID greater than ``after``, in order.
 
-    With ``statuses``, only records whose status or latest outcome is one of them.
+    With ``statuses``, only records whose status or latest outcome is one of them. A row
+    that is not a record comes back as its :class:`RecordFormatError`, in its place, so the
+    caller decides whether it stops the read.
     """
     if statuses is None:
         rows = conn.execute(
@@ -254,7 +256,14 @@ def record_page(
             " ORDER BY resource_id LIMIT %s",
             (after, wanted, wanted, PAGE_SIZE),
         ).fetchall()
-    return [(row[0], parse_record(row[0], row[1])) for row in rows]
+    return [(row[0], _parsed_or_error(row[0], row[1])) for row in rows]
+
+
+def _parsed_or_error(rid: str, value: object) -> Record | RecordFormatError:
+    try:
+        return parse_record(rid, value)
+    except RecordFormatError as exc:
+        return exc
 
 
 def check_url_free(conn: Conn, key: str, rid: str) -> None:

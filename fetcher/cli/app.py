@@ -3,13 +3,15 @@ and every command, added explicitly from the modules that define them."""
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import click
+from snapcache.cache.errors import UnsafeLocationError
 
 from ..config import LegacyStoreWarning, legacy_store_note, load_config
 from ..errors import ConfigError, SnapcacheError
-from .common import EXIT_SOME_FAILED, die
+from .common import DAMAGED_SKIPPED, EXIT_SOME_FAILED, EXIT_USAGE, die
 from .db import copy_store_command, db
 from .records import export, list_records, stats
 from .run import refetch, run
@@ -18,14 +20,25 @@ from .single import fetch, move, save, show
 
 class _Group(click.Group):
     """The command group, with one last guard: a cache that cannot be read (a planted
-    pickle, a corrupt record) or a file that cannot be written ends with a clear message
-    and exit 1, never a traceback."""
+    pickle, a damaged store file or record, a damaged rate-limit state file) or a file that
+    cannot be written ends with one clear line and exit 1, never a traceback. A folder or
+    file refused as unsafe (others could write it) exits 2, as any unusable setting does.
+    A command that skipped damaged records (and named them) exits 1 once it is done."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+        except SystemExit as exc:
+            if not exc.code and ctx.meta.get(DAMAGED_SKIPPED):
+                sys.exit(EXIT_SOME_FAILED)
+            raise
+        except UnsafeLocationError as exc:
+            die(f"error: {exc}", EXIT_USAGE)
         except (SnapcacheError, OSError) as exc:
             die(f"error: {exc}", EXIT_SOME_FAILED)
+        if ctx.meta.get(DAMAGED_SKIPPED):
+            sys.exit(EXIT_SOME_FAILED)
+        return result
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -15,11 +15,12 @@ from collections.abc import Iterable, Iterator
 from typing import Final, NoReturn
 
 import click
-from snapcache.cache.records import STATUSES, Record
+from snapcache.cache.errors import StoreDamagedError, StoreUnavailableError
+from snapcache.cache.records import STATUSES, Record, RecordFormatError
 
 from ..api import Fetcher
 from ..config import Config
-from ..errors import SnapcacheError
+from ..errors import SnapcacheError, StateFileError
 from ..extract import sanitize_text
 from ..runner import Verdict
 
@@ -40,6 +41,10 @@ _VERDICT_EXIT_CODES: Final[dict[Verdict, int]] = {
 
 #: The ``--status`` choice of the commands that select stored records.
 STATUS_CHOICE: Final = click.Choice(list(STATUSES))
+
+#: Set in ``ctx.meta`` once a command skipped a damaged record: the command goes on with the
+#: other records, and the group's guard then makes it exit 1.
+DAMAGED_SKIPPED: Final = "snapcache.damaged_skipped"
 
 
 def exit_code_for(verdict: Verdict) -> int:
@@ -65,19 +70,33 @@ def open_fetcher(ctx: click.Context) -> Fetcher:
     config: Config = ctx.obj["config"]
     try:
         return Fetcher(config)
+    except (StoreDamagedError, StoreUnavailableError, StateFileError):
+        raise  # a damaged or unwritable file: the group's guard names it, exit 1
     except SnapcacheError as exc:
         die(str(exc))
     except OSError as exc:
         die(f"cannot open the cache at {config.cache_path}: {exc}")
 
 
+def report_damaged(exc: RecordFormatError) -> None:
+    """Name a damaged record on stderr and mark the command to exit 1 when it is done."""
+    click.echo(f"snapcache: skipped: {clean(exc)}", err=True)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[DAMAGED_SKIPPED] = True
+
+
 def select_records(fetcher: Fetcher, statuses: Iterable[str]) -> Iterator[Record]:
-    """Stored records whose status or last outcome is one of ``statuses`` (all if empty)."""
+    """Stored records whose status or last outcome is one of ``statuses`` (all if empty).
+
+    A damaged record is reported (:func:`report_damaged`) and skipped: the others follow.
+    """
     wanted = set(statuses)
-    yield from fetcher.cache.records(statuses=wanted or None)
+    yield from fetcher.cache.records(statuses=wanted or None, on_damaged=report_damaged)
 
 
 __all__ = [
+    "DAMAGED_SKIPPED",
     "EXIT_DEFERRED",
     "EXIT_OK",
     "EXIT_SIGINT",
@@ -89,5 +108,6 @@ __all__ = [
     "die",
     "exit_code_for",
     "open_fetcher",
+    "report_damaged",
     "select_records",
 ]

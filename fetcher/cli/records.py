@@ -5,18 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
+import stat
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
 import click
+from snapcache.cache.files import is_temp_name
 from snapcache.cache.records import FIELD_ORDER
 
 from ..api import Fetcher
-from .common import STATUS_CHOICE, clean, open_fetcher, select_records
+from .common import STATUS_CHOICE, clean, open_fetcher, report_damaged, select_records
+from .outfile import check_output_path, write_atomically
 from .render import human_iso, human_size
 
 
@@ -32,26 +33,23 @@ def _csv_value(value: Any) -> str:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
               help="jsonl (default): one record per line; csv: a header row, then records.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Write to this file (atomically) instead of stdout.")
+              help="Write to this regular file (atomically; an existing one keeps its mode)"
+              " instead of stdout. A directory, device, FIFO or a path inside the store is"
+              " refused (exit 2).")
 @click.option("--status", "statuses", multiple=True, type=STATUS_CHOICE,
               help="Only records with this status (repeatable).")
 @click.pass_context
 def export(ctx: click.Context, fmt: str, output: str | None, statuses: tuple[str, ...]) -> None:
     """Every record, with the same fields as `fetch --json`, in a stable field order."""
+    # Checked before the store is opened: nothing is created for a refused path.
+    dest = None if output is None else (output, check_output_path(output, ctx.obj["config"]))
     fetcher = open_fetcher(ctx)
     try:
-        if output is None:
+        if dest is None:
             _write_export(fetcher, sys.stdout, fmt, statuses)
         else:
-            target = Path(output)
-            fd, tmp = tempfile.mkstemp(prefix=".export-", dir=target.parent or Path("."))
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                    _write_export(fetcher, fh, fmt, statuses)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            shown, target = dest
+            write_atomically(target, shown, lambda fh: _write_export(fetcher, fh, fmt, statuses))
     finally:
         fetcher.close()
 
@@ -99,6 +97,22 @@ def list_records(ctx: click.Context, statuses: tuple[str, ...]) -> None:
     click.echo(buffer.getvalue(), nl=False)
 
 
+def _store_size(directory: Path) -> int:
+    """Bytes of the store's files; temporary files (bodies being spilled, exports in
+    progress or left by a killed writer) are not the store's and are not counted."""
+    size = 0
+    for path in directory.rglob("*"):
+        if is_temp_name(path.name):
+            continue
+        try:
+            info = path.lstat()
+        except FileNotFoundError:  # a temporary file removed meanwhile
+            continue
+        if stat.S_ISREG(info.st_mode):
+            size += info.st_size
+    return size
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 @click.pass_context
@@ -106,12 +120,13 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     """Counts per outcome, oldest and newest fetch, cache size on disk."""
     fetcher = open_fetcher(ctx)
     try:
-        counted = fetcher.cache.stats()
+        counted = fetcher.cache.stats(on_damaged=report_damaged)
         directory = fetcher.cache.location
     finally:
         fetcher.close()
     # Measured after closing: while the store is open SQLite's log files sit beside it.
-    size = sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
+    # Temporary files (bodies being spilled, an export in progress) are not the store's.
+    size = _store_size(Path(directory))
     counts = counted.outcomes
     data: dict[str, Any] = {
         "records": counted.records,

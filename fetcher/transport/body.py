@@ -1,5 +1,11 @@
 """Reading a response body: bounded, spilled to a temporary file when large, and inflated
-when the archive sends gzip although identity was asked for."""
+when the archive sends gzip although identity was asked for.
+
+A spill file is created ``O_EXCL | O_NOFOLLOW`` (never through a planted link) in a folder
+that must be the user's alone, and its name carries the writer's identity, so one left by a
+killed process is removed when the store is next opened
+(:func:`snapcache.cache.files.sweep_temp_files`).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,10 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 import httpx
+from snapcache.cache.files import SPILL_PREFIX, check_private_directory, create_temp_file
 
 from ..errors import TransientError
 
@@ -61,7 +68,8 @@ class BodySink:
         self.head_bytes = head_bytes
         self.tmpdir = tmpdir
         self.buffer = bytearray()
-        self.file: tempfile._TemporaryFileWrapper[bytes] | None = None
+        self.file: IO[bytes] | None = None
+        self.path: Path | None = None
         self.size = 0
         self.capped = False
         self.head = b""
@@ -80,28 +88,35 @@ class BodySink:
         else:
             self.buffer += data
             if len(self.buffer) > SPILL_BYTES:
-                if self.tmpdir is not None:
-                    self.tmpdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                self.file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in finish
-                    prefix="body-", dir=self.tmpdir, delete=False
-                )
-                self.file.write(self.buffer)
-                self.buffer = bytearray()
+                self._spill()
         return not self.capped
+
+    def _spill(self) -> None:
+        """Move the buffer to a new temporary file, written from now on."""
+        if self.tmpdir is not None:
+            # The spill folder lives in the store folder: the user's alone, or refused.
+            check_private_directory(self.tmpdir)
+        directory = self.tmpdir if self.tmpdir is not None else Path(tempfile.gettempdir())
+        fd, self.path = create_temp_file(directory, SPILL_PREFIX)
+        self.file = os.fdopen(fd, "wb")
+        self.file.write(self.buffer)
+        self.buffer = bytearray()
 
     def finish(self) -> tuple[bytes | None, Path | None]:
         """The body collected: in memory, or the path of its temporary file."""
         if self.file is not None:
             self.file.close()
-            return None, Path(self.file.name)
+            return None, self.path
         return bytes(self.buffer), None
 
     def abandon(self) -> None:
         """Drop the body, removing its temporary file if it spilled."""
         if self.file is not None:
             self.file.close()
+        if self.path is not None:
             with contextlib.suppress(OSError):
-                os.unlink(self.file.name)
+                os.unlink(self.path)
+            self.path = None
 
 
 class Inflater:

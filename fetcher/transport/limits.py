@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -20,8 +22,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final, assert_never
 
+from snapcache.cache.files import diagnose, file_kind
+
 from ..config import DEFAULT_PAUSE_ON_429, ArchiveEntry, Config
-from ..errors import DeferredError, UsageError
+from ..errors import DeferredError, StateFileError, UsageError
 
 #: A connection failing right after a 429 is taken for the archive's firewall block, which
 #: pauses every pool of that host for this many ``pause_on_429`` periods (10 min at the
@@ -98,27 +102,89 @@ class StateFile:
     transaction, for every budget kept in it.
 
     A connection is opened per operation (they run in worker threads) in WAL mode with a
-    long busy timeout, so processes queue for the write lock instead of failing.
+    long busy timeout, so processes queue for the write lock instead of failing. The file
+    (and its ``-wal``/``-shm`` companions) must be regular files: a symbolic link is never
+    followed, and the file is created ``O_EXCL | O_NOFOLLOW`` with mode 0600. Every problem
+    with the file (damaged, a directory or link in its place, read-only, full disk) raises
+    :class:`StateFileError` naming it and saying what to do.
     """
 
     def __init__(self, path: Path, schema: str) -> None:
         """Create the file's directory and ``schema`` (one ``CREATE TABLE IF NOT EXISTS``)."""
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with contextlib.closing(self._connect()) as conn:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise self._error(exc) from exc
+        self._check_file()
+        with self.reading() as conn:
             conn.execute(schema)
+
+    def _error(self, exc: BaseException) -> StateFileError:
+        problem = diagnose(exc, self.path)
+        advice = (
+            "it holds only rate-limit counters: move it away (a new one is created) or set "
+            "[rates] state_path to another file"
+            if problem.damaged
+            else f"{problem.advice} ([rates] state_path)"
+        )
+        return StateFileError(
+            f"rate-limit state file {str(self.path)!r} {problem.reason}; {advice}",
+            path=str(self.path),
+        )
+
+    def _check_file(self) -> None:
+        """Refuse links and non-files at the path (and its WAL files); create it if absent."""
+        for place in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            try:
+                info = os.lstat(place)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise self._error(exc) from exc
+            if not stat.S_ISREG(info.st_mode):
+                # SQLite would follow a link (and write where it points) or fail obscurely.
+                kind = file_kind(info.st_mode)
+                why = ", which snapcache does not follow" if stat.S_ISLNK(info.st_mode) else ""
+                raise StateFileError(
+                    f"rate-limit state file {str(place)!r} is {kind}{why}, not a regular "
+                    f"file; move it away (a new file is created) or set [rates] state_path "
+                    f"to another file",
+                    path=str(place),
+                )
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            os.close(os.open(self.path, flags, 0o600))
+        except FileExistsError:
+            pass  # already there (checked above), or another process just created it
+        except OSError as exc:
+            raise self._error(exc) from exc
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    @contextlib.contextmanager
+    def _file_errors(self) -> Iterator[None]:
+        """SQLite errors about the file become one :class:`StateFileError`."""
+        try:
+            yield
+        except (sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise self._error(exc) from exc
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``: the write lock is taken at once, so a
         read-modify-write is never interleaved with another process's); committed when the
         block ends, rolled back if it raises."""
-        with contextlib.closing(self._connect()) as conn:
+        with self._file_errors(), contextlib.closing(self._connect()) as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -130,7 +196,7 @@ class StateFile:
     @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
         """A connection for reads that change nothing."""
-        with contextlib.closing(self._connect()) as conn:
+        with self._file_errors(), contextlib.closing(self._connect()) as conn:
             yield conn
 
 
