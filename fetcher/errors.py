@@ -14,6 +14,7 @@ Everything that leaves the library on purpose is a :class:`SnapcacheError`::
     │       └── RateLimitedError        the archive's own 429: the pool pauses for everyone
     ├── DeferredError                   not now: a pause longer than max_wait; nothing stored
     ├── DisallowedHostError             a request or redirect would leave the archive hosts
+    │   └── DisallowedRequestError      ... or the paths its pool may ask for: never sent
     └── UsageError (RuntimeError)       the library was used wrongly
         ├── FetcherClosedError          used after close()
         └── WrongEventLoopError         an AsyncFetcher used from a second event loop
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "DeferredError",
     "DisallowedHostError",
+    "DisallowedRequestError",
     "FetcherClosedError",
     "InputError",
     "RateLimitedError",
@@ -81,6 +83,17 @@ class DeferredError(SnapcacheError):
 
 class DisallowedHostError(SnapcacheError):
     """A request or redirect would leave the configured archive hosts. Not followed."""
+
+
+class DisallowedRequestError(DisallowedHostError):
+    """A request (or a redirect to follow) on an archive host, but outside the paths its
+    rate-limit pool may ask for: a replay URL that would leave the replay prefix
+    (``/web/<ts><flag>/``), anything but the CDX endpoint on the CDX pool, anything but
+    ``/save`` when saving. Refused before it is sent and recorded as an error: what a
+    citation URL holds must never reach another endpoint, or another pool's budget.
+
+    A subclass of :class:`DisallowedHostError`, so whoever stops at a foreign host stops
+    here too."""
 
 
 class UsageError(SnapcacheError, RuntimeError):

@@ -4,7 +4,8 @@
   to an allowed archive host, reads the body, pauses on 429s and firewall blocks, retries;
   :func:`wait_at_most` bounds, per task, how long a request waits for its turn;
 * :mod:`.limits`: the rate limits every process shares through one SQLite state file
-  (:class:`RateLimiter`, the Save Page Now :class:`DailyBudget`);
+  (:class:`RateLimiter`, the Save Page Now :class:`DailyBudget`), and the paths each
+  :class:`Pool` may request (:class:`PathRule`);
 * :mod:`.body`: bounded body reading (:class:`Response`).
 """
 
@@ -29,12 +30,15 @@ from .client import (
 )
 from .limits import (
     DailyBudget,
+    PathRule,
     Pool,
     PoolState,
     RateLimiter,
     StateFile,
     as_pool,
+    cdx_endpoint,
     per_host_budgets,
+    replay_prefix,
 )
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "BodySink",
     "DailyBudget",
     "Inflater",
+    "PathRule",
     "Pool",
     "PoolState",
     "RateLimiter",
@@ -56,8 +61,10 @@ __all__ = [
     "TransportStats",
     "WantBody",
     "as_pool",
+    "cdx_endpoint",
     "per_host_budgets",
     "read_body",
+    "replay_prefix",
     "wait_at_most",
     "wants_inflate",
 ]
