@@ -50,7 +50,7 @@ _TRANSIENT_STATUSES: Final = frozenset({408, 413, 421, 425, 500, 502, 503, 504, 
 _BLOCK_HEADER_MARKERS: Final = ("AccessControlException", "RobotAccessControl", "Blocked Site")
 _BLOCK_BODY_MARKERS: Final = (b"URL has been excluded", b"blocked by robots", b"robots.txt")
 _NOT_ARCHIVED_HEADER_MARKERS: Final = ("ResourceNotInArchive", "NotInArchive")
-_TS_RE: Final = re.compile(r"^\d{14}$")
+_TS_RE: Final = re.compile(r"^[0-9]{14}$")
 
 
 class HopKind(Enum):
@@ -346,7 +346,7 @@ def pywb_redirect_replay(
         return None
 
 
-_REPLAY_TS_RE: Final = re.compile(r"\d{1,14}(?:[a-z]{2}_)?/")
+_REPLAY_TS_RE: Final = re.compile(r"[0-9]{1,14}(?:[a-z]{2}_)?/")
 
 
 def netloc_of(url: str) -> str:

@@ -93,7 +93,8 @@ def normalize_timestamp(value: str) -> str:
     :class:`InputError` for anything that is not a real date and time.
     """
     text = value.strip()
-    if not text.isdigit() or not 4 <= len(text) <= 14 or len(text) % 2:
+    # isascii: str.isdigit and int() also take other scripts' digits ("\u0662\u0660...").
+    if not (text.isascii() and text.isdigit()) or not 4 <= len(text) <= 14 or len(text) % 2:
         raise InputError(f"timestamp {value!r}: expected YYYYMMDD[hhmmss] digits")
     padded = text + "0101000000"[len(text) - 4 :] if len(text) < 14 else text
     try:
@@ -170,10 +171,10 @@ _QUERY_OR_FRAGMENT_RE: Final = re.compile(r"[?#]")
 _ABSOLUTE_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)([^?#]*)(.*)",
                                  re.DOTALL)
 _ORIGIN_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*)(.*)", re.DOTALL)
-_TIMESTAMP_RE: Final = re.compile(r"\d{1,14}")
+_TIMESTAMP_RE: Final = re.compile(r"[0-9]{1,14}")
 _FLAG_RE: Final = re.compile(r"(?:[a-z]{2}_)?")
 #: What follows a replay prefix: ``<ts><flag>/``, then the original.
-_REPLAY_HEAD_RE: Final = re.compile(r"(\d{1,14}(?:[a-z]{2}_)?/)(.*)", re.DOTALL)
+_REPLAY_HEAD_RE: Final = re.compile(r"([0-9]{1,14}(?:[a-z]{2}_)?/)(.*)", re.DOTALL)
 _WHY: Final = "it could lead out of the archive's replay path"
 
 

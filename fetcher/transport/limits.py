@@ -96,7 +96,7 @@ class Pool(StrEnum):
 
 _POOL_NAMES: Final = frozenset(pool.value for pool in Pool)
 #: What may follow a replay prefix: the timestamp, a mode flag, a slash, then the original.
-_REPLAY_HEAD_RE: Final = re.compile(r"\d{1,14}(?:[a-z]{2}_)?/")
+_REPLAY_HEAD_RE: Final = re.compile(r"[0-9]{1,14}(?:[a-z]{2}_)?/")
 
 
 def replay_prefix(entry: ArchiveEntry) -> str:
