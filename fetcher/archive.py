@@ -157,7 +157,7 @@ class WaybackArchive:
             )
             if target is None:
                 hop = replace(hop, kind=HopKind.UNKNOWN, location=None, reason=(
-                    "archived redirect to a URL no replay URL may hold refused: "
+                    "archived redirect to an unusable URL refused: "
                     + _short(response.headers.get("location", ""))))
             else:
                 hop = replace(hop, location=target)
@@ -354,8 +354,8 @@ class WaybackArchive:
         }.get(first.end or WalkEnd.CAPTURE, f"only captures of HTTP {capture.status} responses")
         original = capture.original or self.original_from_replay(capture.url)
         ts = capture.timestamp
-        archive_url, raw_url = self._record_urls(ts, original) if ts and original else (None,
-                                                                                        None)
+        archive_url, raw_url = (self._record_urls(ts, original) if ts and original
+                                else (None, None))
         return Resolution(
             "archived_error",
             requested,

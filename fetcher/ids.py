@@ -75,6 +75,10 @@ def check_url(url: str) -> str:
     if _SPACE_RE.search(stripped):
         raise InputError("URL contains whitespace")
     try:
+        stripped.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: no request could carry it
+        raise InputError("URL is not valid Unicode (a lone surrogate)") from exc
+    try:
         parts = urlsplit(stripped)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
@@ -182,7 +186,7 @@ def _decode_once(text: str) -> str:
     """One round of the decoding some server might apply: ``%XX``, IIS's ``%uXXXX``, and
     overlong UTF-8 forms of the separators and the dot."""
     text = _PCT_U_RE.sub(lambda m: chr(int(m.group(1), 16)), text)
-    raw = unquote_to_bytes(text)
+    raw = unquote_to_bytes(text.encode("utf-8", "surrogatepass"))
     for overlong, plain in _OVERLONG:
         raw = raw.replace(overlong, plain)
     return raw.decode("utf-8", errors="replace")

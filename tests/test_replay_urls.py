@@ -177,6 +177,12 @@ def test_disguised_dot_segments_are_refused_with_a_reason(url: str, reason: str)
     assert "replay path" in str(caught.value)
 
 
+def test_a_lone_surrogate_is_refused_at_input_not_by_a_traceback() -> None:
+    with pytest.raises(InputError, match="lone surrogate"):
+        check_url("https://x.example/\ud800")
+    assert find_dot_segment("/\ud800/..") is not None
+
+
 def test_archive_urls_given_as_input_have_their_originals_checked_too() -> None:
     target = parse_target("https://web.archive.org/web/2020id_/https://x.example/a/../b")
     assert (target.original, target.at) == ("https://x.example/b", "20200101000000")

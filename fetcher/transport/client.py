@@ -223,7 +223,7 @@ class Transport:
         try:
             request = self.client.build_request(method, url, params=params, data=data,
                                                 headers=headers)
-        except httpx.InvalidURL as exc:
+        except (httpx.InvalidURL, UnicodeError) as exc:
             raise DisallowedRequestError(f"refusing an unusable URL: {exc}") from exc
         self.check_request(request, pool)
         await self.limiter.acquire(key, pool, self.max_wait)
