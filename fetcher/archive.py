@@ -10,6 +10,7 @@ import functools
 import re
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
+from urllib.parse import urlsplit
 
 from snapcache.cache.records import Status
 
@@ -34,10 +35,12 @@ from .errors import (
     ArchiveUnreachableError,
     DeferredError,
     DisallowedHostError,
+    DisallowedRequestError,
+    InputError,
     TransientError,
 )
-from .ids import timestamp_now
-from .transport import FULL, HEAD_BYTES, Pool, Response, Transport
+from .ids import build_replay_url, timestamp_now
+from .transport import FULL, HEAD_BYTES, Pool, Response, Transport, cdx_endpoint, replay_prefix
 
 _REPLAY_RE: Final = re.compile(r"/web/(\d{1,14})(?:[a-z]{2}_)?/(.+)$", re.DOTALL)
 #: How many CDX candidates to try when the first one does not replay as a 2xx capture
@@ -96,12 +99,12 @@ class WaybackArchive:
         self.name = self.entry.name
         self.base = self.entry.base_url.rstrip("/")
         self.transport = transport
-        if self.entry.dialect == "pywb":
-            self.prefix = f"{self.base}/{self.entry.collection}/"
-            self.cdx_endpoint = f"{self.base}/{self.entry.collection}/cdx"
-        else:
-            self.prefix = f"{self.base}/web/"
-            self.cdx_endpoint = f"{self.base}/cdx/search/cdx"
+        #: ``{base}/web/`` (ia) or ``{base}/{collection}/`` (pywb): the playback pool's
+        #: requests to this archive are all under it (the transport checks).
+        self.prefix = replay_prefix(self.entry)
+        self.cdx_endpoint = cdx_endpoint(self.entry)
+        #: The path of the prefix: where a redirect inside the archive may lead.
+        self.replay_paths = (urlsplit(self.prefix).path,)
         # A replay chain stays on this archive's own hosts; the primary's include its
         # availability host and extra_hosts, as before there were several archives.
         is_primary = self.entry == config.primary
@@ -109,8 +112,24 @@ class WaybackArchive:
 
     def replay_url(self, timestamp: str, url: str, flag: Literal["id_", ""] = "id_") -> str:
         """``{prefix}{timestamp}{flag}/{url}``, the prefix being ``{base}/web/`` (ia) or
-        ``{base}/{collection}/`` (pywb); ``id_`` gives the raw captured bytes."""
-        return f"{self.prefix}{timestamp}{flag}/{url}"
+        ``{base}/{collection}/`` (pywb); ``id_`` gives the raw captured bytes.
+
+        Built by :func:`~snapcache.ids.build_replay_url`: nothing in ``url`` can move the
+        request out of the prefix. Raises :class:`DisallowedRequestError` for a URL it
+        refuses (input URLs were checked when parsed: only one the archive named can be).
+        """
+        try:
+            return build_replay_url(self.prefix, timestamp, url, flag)
+        except InputError as exc:
+            raise DisallowedRequestError(f"refusing to replay {_short(url)}: {exc}") from exc
+
+    def _record_urls(self, timestamp: str, original: str) -> tuple[str | None, str | None]:
+        """The archive and raw replay URLs of a capture, for the record; None for an
+        original the archive named that no replay URL may hold."""
+        try:
+            return self.replay_url(timestamp, original, ""), self.replay_url(timestamp, original)
+        except DisallowedRequestError:
+            return None, None
 
     def original_from_replay(self, url: str) -> str | None:
         """The original URL inside one of this archive's replay URLs."""
@@ -137,13 +156,19 @@ class WaybackArchive:
                 response.headers.get("location", ""), original, hop.timestamp or "",
                 self.prefix, url,
             )
-            hop = replace(hop, location=target)
+            if target is None:
+                hop = replace(hop, kind=HopKind.UNKNOWN, location=None, reason=(
+                    "archived redirect to an unusable URL refused: "
+                    + _short(response.headers.get("location", ""))))
+            else:
+                hop = replace(hop, location=target)
         return hop, response
 
     async def walk(self, start: str) -> tuple[Walk, Response | None]:
         """Follow a playback chain by hand from ``start``; return the walk and, when it ended
         on a 2xx capture, that capture's response (body read)."""
-        walk = Walk(start, self.allowed, self.config.archive.max_redirects)
+        walk = Walk(start, self.allowed, self.config.archive.max_redirects,
+                    replay_paths=self.replay_paths)
         url: str | None = start
         final: Response | None = None
         while url is not None:
@@ -215,14 +240,15 @@ class WaybackArchive:
         hop = walk.final
         assert hop is not None and hop.timestamp is not None
         original = hop.original or self.original_from_replay(hop.url) or walk.start
+        archive_url, raw_url = self._record_urls(hop.timestamp, original)
         return Resolution(
             status="ok",
             requested_timestamp=requested,
             archived_status=hop.status,
             capture_timestamp=hop.timestamp,
             original_url=original,
-            archive_url=self.replay_url(hop.timestamp, original, ""),
-            raw_url=self.replay_url(hop.timestamp, original),
+            archive_url=archive_url,
+            raw_url=raw_url,
             redirects=walk.visited[:-1],
             response=response,
         )
@@ -246,7 +272,7 @@ class WaybackArchive:
                 "error",
                 requested,
                 redirects=[*first.visited, first.refused or ""],
-                error=f"redirect to a non-archive host refused: {first.refused}",
+                error=f"{first.refusal}: {first.refused}",
             )
         if first.end is WalkEnd.UNKNOWN:
             reason = first.final.reason if first.final else "unclassified answer"
@@ -267,7 +293,11 @@ class WaybackArchive:
             return Resolution("blocked", requested, note=str(exc), cdx_queries=1)
         last: Walk | None = None
         for row in candidates:
-            walk, good = await self.walk(self.replay_url(row.timestamp, row.original))
+            try:
+                start = self.replay_url(row.timestamp, row.original)
+            except DisallowedRequestError:
+                continue  # a row whose original no replay URL may hold: junk, skipped
+            walk, good = await self.walk(start)
             if walk.good and good is not None:
                 result = self._ok(walk, good, requested)
                 result.redirects = [*first.visited, *result.redirects]
@@ -293,7 +323,11 @@ class WaybackArchive:
             original = self.original_from_replay(earlier.url or "") or hop.original
             if not original:
                 return None, False
-            walk, response = await self.walk(self.replay_url(earlier.timestamp, original))
+            try:
+                start = self.replay_url(earlier.timestamp, original)
+            except DisallowedRequestError:
+                return None, False  # a Link header naming an unusable URL: let CDX decide
+            walk, response = await self.walk(start)
             visited.extend(walk.visited)
             if walk.good and response is not None:
                 result = self._ok(walk, response, requested)
@@ -321,14 +355,16 @@ class WaybackArchive:
         }.get(first.end or WalkEnd.CAPTURE, f"only captures of HTTP {capture.status} responses")
         original = capture.original or self.original_from_replay(capture.url)
         ts = capture.timestamp
+        archive_url, raw_url = (self._record_urls(ts, original) if ts and original
+                                else (None, None))
         return Resolution(
             "archived_error",
             requested,
             archived_status=capture.status,
             capture_timestamp=ts,
             original_url=original,
-            archive_url=self.replay_url(ts, original, "") if ts and original else None,
-            raw_url=self.replay_url(ts, original) if ts and original else None,
+            archive_url=archive_url,
+            raw_url=raw_url,
             redirects=first.visited[:-1],
             cdx_queries=cdx_queries,
             note=f"no good capture: {why}",
@@ -417,3 +453,8 @@ class ArchiveChain:
 
 class _Blocked(Exception):
     """Internal: the CDX refused the URL as excluded."""
+
+
+def _short(url: str, limit: int = 200) -> str:
+    """``url`` quoted for a message, cut at ``limit`` characters (input URLs reach 8 KB)."""
+    return repr(url if len(url) <= limit else url[:limit] + "...")

@@ -41,13 +41,16 @@ from urllib.parse import urljoin, urlsplit
 from snapcache.cache.records import Status
 from snapcache.cache.times import parse_timestamp14, to_timestamp14
 
+from .errors import InputError
+from .ids import build_replay_url, safe_replay_target
+
 # Statuses the archive itself answers with when it is struggling (EDGI retries these).
 _TRANSIENT_STATUSES: Final = frozenset({408, 413, 421, 425, 500, 502, 503, 504, 507, 509, 520,
                                         521, 522, 523, 524, 598, 599})
 _BLOCK_HEADER_MARKERS: Final = ("AccessControlException", "RobotAccessControl", "Blocked Site")
 _BLOCK_BODY_MARKERS: Final = (b"URL has been excluded", b"blocked by robots", b"robots.txt")
 _NOT_ARCHIVED_HEADER_MARKERS: Final = ("ResourceNotInArchive", "NotInArchive")
-_TS_RE: Final = re.compile(r"^\d{14}$")
+_TS_RE: Final = re.compile(r"^[0-9]{14}$")
 
 
 class HopKind(Enum):
@@ -176,7 +179,10 @@ def classify_playback(
     """
     ts = memento_timestamp(headers.get("memento-datetime"))
     location = headers.get("location")
-    absolute = urljoin(url, location.strip()) if location and location.strip() else None
+    try:
+        absolute = urljoin(url, location.strip()) if location and location.strip() else None
+    except ValueError:  # e.g. "http://[x": no URL at all, so no redirect to follow
+        absolute = None
     original = link_original(headers.get("link"))
     if ts is not None:
         if 300 <= status < 400 and absolute:
@@ -223,7 +229,8 @@ class WalkEnd(Enum):
     LOOP = "loop"
     TOO_MANY_HOPS = "too_many_hops"
     OFF_ARCHIVE = "off_archive"
-    """A redirect pointed away from the configured archive hosts; not followed."""
+    """A redirect pointed away from the configured archive hosts, or outside the archive's
+    replay path; not followed (:attr:`Walk.refusal` says which)."""
     UNKNOWN = "unknown"
 
 
@@ -235,6 +242,11 @@ class Walk:
     ``None`` when the walk is over (then read :attr:`end` and :attr:`final`). Rate limits and
     transient errors are the I/O layer's business (it retries the same URL), so they never
     reach here.
+
+    With ``replay_paths`` (the archive's replay prefix paths, ``/web/``), a redirect must
+    also be a replay URL under one of them whose original is safe
+    (:func:`~snapcache.ids.safe_replay_target`; plain dot segments in it are resolved): a
+    Location holding ``/../save/`` or ``/%2e%2e/cdx/`` is refused, never followed.
     """
 
     start: str
@@ -245,6 +257,9 @@ class Walk:
     end: WalkEnd | None = None
     final: Hop | None = None
     refused: str | None = None
+    replay_paths: tuple[str, ...] = ()
+    refusal: str = "redirect to a non-archive host refused"
+    """Why the walk ended :attr:`WalkEnd.OFF_ARCHIVE` (the refused URL is :attr:`refused`)."""
 
     def step(self, hop: Hop) -> str | None:
         """Record ``hop`` and return the next URL to request, or None when done."""
@@ -268,6 +283,14 @@ class Walk:
             self.end = WalkEnd.OFF_ARCHIVE
             self.refused = target
             return None
+        if self.replay_paths:
+            safe = safe_replay_target(target, self.replay_paths)
+            if safe is None:
+                self.end = WalkEnd.OFF_ARCHIVE
+                self.refused = target
+                self.refusal = "redirect outside the archive's replay path refused"
+                return None
+            target = safe
         if target in self.visited:
             self.end = WalkEnd.LOOP
             return None
@@ -296,8 +319,9 @@ class Walk:
 
 def pywb_redirect_replay(
     location: str, original: str, timestamp: str, replay_prefix: str, replay_url: str
-) -> str:
-    """Where to follow a pywb archived redirect, inside the archive.
+) -> str | None:
+    """Where to follow a pywb archived redirect, inside the archive; None when the target
+    is no URL a replay URL may hold (:func:`~snapcache.ids.build_replay_url` refuses it).
 
     pywb replays an archived 3xx with the archived ``Location``: the live target, absolute or
     relative to the captured URL ``original``. Following it would contact the live site, so
@@ -307,19 +331,22 @@ def pywb_redirect_replay(
     ``{base}/{collection}/``) is kept.
     """
     location = location.strip()
-    # Only an absolute or root-relative Location can name a replay URL: a bare relative one
-    # ("next.html") is relative to the captured page, whatever it joins to here.
-    if location.startswith("/") or urlsplit(location).scheme:
-        in_archive = urljoin(replay_url, location)
-        if in_archive.startswith(replay_prefix) and _REPLAY_TS_RE.match(
-            in_archive[len(replay_prefix):]
-        ):
-            return in_archive
-    target = urljoin(original, location)
-    return f"{replay_prefix}{timestamp}id_/{target}"
+    try:
+        # Only an absolute or root-relative Location can name a replay URL: a bare relative
+        # one ("next.html") is relative to the captured page, whatever it joins to here.
+        if location.startswith("/") or urlsplit(location).scheme:
+            in_archive = urljoin(replay_url, location)
+            if in_archive.startswith(replay_prefix) and _REPLAY_TS_RE.match(
+                in_archive[len(replay_prefix):]
+            ):
+                return in_archive  # the walk checks it like any redirect target
+        target = urljoin(original, location)
+        return build_replay_url(replay_prefix, timestamp, target)
+    except (ValueError, InputError):  # InputError is a ValueError too; said for the reader
+        return None
 
 
-_REPLAY_TS_RE: Final = re.compile(r"\d{1,14}(?:[a-z]{2}_)?/")
+_REPLAY_TS_RE: Final = re.compile(r"[0-9]{1,14}(?:[a-z]{2}_)?/")
 
 
 def netloc_of(url: str) -> str:

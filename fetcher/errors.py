@@ -21,6 +21,7 @@ Everything that leaves the library on purpose is a :class:`SnapcacheError`::
     │       └── ArchiveUnreachableError no connection at all: host unresolvable or refusing
     ├── DeferredError                   not now: a pause longer than max_wait; nothing stored
     ├── DisallowedHostError             a request or redirect would leave the archive hosts
+    │   └── DisallowedRequestError      ... or the paths its pool may ask for: never sent
     └── UsageError (RuntimeError)       the library was used wrongly
         ├── FetcherClosedError          used after close()
         └── WrongEventLoopError         an AsyncFetcher used from a second event loop
@@ -40,6 +41,7 @@ __all__ = [
     "ConfigError",
     "DeferredError",
     "DisallowedHostError",
+    "DisallowedRequestError",
     "FetcherClosedError",
     "InputError",
     "RateLimitedError",
@@ -123,6 +125,17 @@ class DeferredError(SnapcacheError):
 
 class DisallowedHostError(SnapcacheError):
     """A request or redirect would leave the configured archive hosts. Not followed."""
+
+
+class DisallowedRequestError(DisallowedHostError):
+    """A request (or a redirect to follow) on an archive host, but outside the paths its
+    rate-limit pool may ask for: a replay URL that would leave the replay prefix
+    (``/web/<ts><flag>/``), anything but the CDX endpoint on the CDX pool, anything but
+    ``/save`` when saving. Refused before it is sent and recorded as an error: what a
+    citation URL holds must never reach another endpoint, or another pool's budget.
+
+    A subclass of :class:`DisallowedHostError`, so whoever stops at a foreign host stops
+    here too."""
 
 
 class UsageError(SnapcacheError, RuntimeError):

@@ -1,8 +1,18 @@
-"""Identifiers and input URLs: resource IDs, stable IDs, archive URLs given as input.
+"""Identifiers and input URLs: resource IDs, stable IDs, archive URLs given as input, and
+the replay URLs built from them.
 
 The ID scheme is the wiki's (see the README): a resource ID is the first 16 hex characters of
 SHA-256 over the URL exactly as given; a stable ID is ``sid_`` plus 10 random alphanumerics,
 minted once.
+
+A replay URL carries the original URL inside its path (``/web/<ts><flag>/<original>``), so
+a dot segment in the original (``..``, or one in disguise: ``%2e%2e``, ``..;x``, ``..``
+between backslashes) would climb out of the replay prefix once a client or the archive
+normalises the path: to Save Page Now, or to the CDX endpoint on the playback budget.
+:func:`safe_original` resolves the dot segments a browser would resolve (within the
+original's own path, never above its host) and refuses the disguised ones;
+:func:`build_replay_url` only takes such an original; :func:`find_dot_segment` is the test
+every layer applies (the transport too, on the request it is about to send).
 """
 
 from __future__ import annotations
@@ -11,9 +21,11 @@ import hashlib
 import re
 import secrets
 import string
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from snapcache.cache.times import parse_timestamp14, to_timestamp14, utc_now
 
@@ -63,6 +75,10 @@ def check_url(url: str) -> str:
     if _SPACE_RE.search(stripped):
         raise InputError("URL contains whitespace")
     try:
+        stripped.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: no request could carry it
+        raise InputError("URL is not valid Unicode (a lone surrogate)") from exc
+    try:
         parts = urlsplit(stripped)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
@@ -81,7 +97,8 @@ def normalize_timestamp(value: str) -> str:
     :class:`InputError` for anything that is not a real date and time.
     """
     text = value.strip()
-    if not text.isdigit() or not 4 <= len(text) <= 14 or len(text) % 2:
+    # isascii: str.isdigit and int() also take other scripts' digits ("\u0662\u0660...").
+    if not (text.isascii() and text.isdigit()) or not 4 <= len(text) <= 14 or len(text) % 2:
         raise InputError(f"timestamp {value!r}: expected YYYYMMDD[hhmmss] digits")
     padded = text + "0101000000"[len(text) - 4 :] if len(text) < 14 else text
     try:
@@ -134,5 +151,184 @@ def parse_target(
             original = check_url(original)
             ts = match.group("ts")
             at = normalize_timestamp(ts) if ts and len(ts) >= 4 and len(ts) % 2 == 0 else None
-            return Target(given=given, original=original, at=at)
-    return Target(given=given, original=given, at=None)
+            return Target(given=given, original=safe_original(original), at=at)
+    return Target(given=given, original=safe_original(given), at=None)
+
+
+# --- replay URLs ------------------------------------------------------------------------
+
+#: The names that stay (``.``) or climb (``..``) in a path.
+_DOT_NAMES: Final = frozenset({".", ".."})
+#: What a browser (WHATWG URL) resolves as a dot segment between slashes, case-insensitively.
+_BROWSER_DOTS: Final = {".": ".", "%2e": ".", "..": "..", ".%2e": "..", "%2e.": "..",
+                        "%2e%2e": ".."}
+#: Rounds of percent-decoding looked through: a proxy, a server and a framework may each
+#: decode once.
+_DECODE_ROUNDS: Final = 3
+#: Overlong UTF-8 forms of ".", "/" and "\" that lenient decoders accept (the old IIS hole).
+_OVERLONG: Final = ((b"\xc0\xae", b"."), (b"\xe0\x80\xae", b"."), (b"\xc0\xaf", b"/"),
+                    (b"\xe0\x80\xaf", b"/"), (b"\xc1\x9c", b"\\"))
+_PCT_U_RE: Final = re.compile(r"%u([0-9a-fA-F]{4})")
+_SEPARATOR_RE: Final = re.compile(r"[/\\]")
+_QUERY_OR_FRAGMENT_RE: Final = re.compile(r"[?#]")
+#: ``scheme://``, the authority, the path, then the query and fragment (kept as they are).
+_ABSOLUTE_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)([^?#]*)(.*)",
+                                 re.DOTALL)
+_ORIGIN_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*)(.*)", re.DOTALL)
+_TIMESTAMP_RE: Final = re.compile(r"[0-9]{1,14}")
+_FLAG_RE: Final = re.compile(r"(?:[a-z]{2}_)?")
+#: What follows a replay prefix: ``<ts><flag>/``, then the original.
+_REPLAY_HEAD_RE: Final = re.compile(r"([0-9]{1,14}(?:[a-z]{2}_)?/)(.*)", re.DOTALL)
+_WHY: Final = "it could lead out of the archive's replay path"
+
+
+def _decode_once(text: str) -> str:
+    """One round of the decoding some server might apply: ``%XX``, IIS's ``%uXXXX``, and
+    overlong UTF-8 forms of the separators and the dot."""
+    text = _PCT_U_RE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    raw = unquote_to_bytes(text.encode("utf-8", "surrogatepass"))
+    for overlong, plain in _OVERLONG:
+        raw = raw.replace(overlong, plain)
+    return raw.decode("utf-8", errors="replace")
+
+
+def _is_dot_name(segment: str) -> bool:
+    """``.`` or ``..``, allowing for a ``;parameter`` (Tomcat drops it), compatibility forms
+    (fullwidth dots) and the padding some servers trim."""
+    name = unicodedata.normalize("NFKC", segment.split(";", 1)[0])
+    return name.strip(" \t\r\n\x00\x0b\x0c") in _DOT_NAMES
+
+
+def _describe(segment: str, text: str, rounds: int) -> str:
+    """How a dot segment was spelled, for the message of a refusal."""
+    if rounds:
+        how = "one round" if rounds == 1 else f"{rounds} rounds"
+        return f"{segment!r} after {how} of percent-decoding"
+    if segment in _DOT_NAMES and segment not in text.split("/"):
+        return f"{segment!r} between backslashes"
+    if ";" in segment:
+        return f"{segment!r} with a parameter"
+    if segment not in _DOT_NAMES:
+        return f"{segment!r} read as a dot segment"
+    return repr(segment)
+
+
+def find_dot_segment(path: str) -> str | None:
+    """Describe the first segment of ``path`` that a client or a server could take for ``.``
+    or ``..`` (and so resolve, leaving the path it was put in), or None when there is none.
+
+    Segments are split at ``/`` and at ``\\``, as given and after each of up to three rounds
+    of decoding (``%2e%2e``, ``%252e``, ``%2f``, ``%u002e``, overlong UTF-8); a
+    ``;parameter`` does not hide one (``..;x``). Give the path only: a query is no path.
+    """
+    text = path
+    for rounds in range(_DECODE_ROUNDS + 1):
+        for segment in _SEPARATOR_RE.split(text):
+            if _is_dot_name(segment):
+                return _describe(segment, text, rounds)
+        decoded = _decode_once(text)
+        if decoded == text:
+            return None
+        text = decoded
+    return None
+
+
+def resolve_dot_segments(path: str) -> str:
+    """``path`` (absolute, or empty) with the dot segments a browser removes resolved:
+    ``.`` and ``..`` between slashes, ``%2e`` spellings included, by RFC 3986 section
+    5.2.4 (a ``..`` above the root is dropped, so the result never climbs out of it)."""
+    if not path.startswith("/"):
+        return path
+    segments = path.split("/")[1:]
+    out: list[str] = []
+    for index, segment in enumerate(segments):
+        dot = _BROWSER_DOTS.get(segment.lower())
+        if dot is None:
+            out.append(segment)
+            continue
+        if dot == ".." and out:
+            out.pop()
+        if index == len(segments) - 1:
+            out.append("")  # "/a/b/.." is "/a/": the last dot segment leaves a slash
+    return "/" + "/".join(out)
+
+
+def _path_of(url: str) -> str:
+    """What precedes the query and the fragment: the part a client resolves."""
+    return _QUERY_OR_FRAGMENT_RE.split(url, maxsplit=1)[0]
+
+
+def safe_original(url: str) -> str:
+    """``url`` fit to stand inside a replay path, or :class:`InputError` saying why not.
+
+    A URL without dot segments is returned as it is: the archive matches originals
+    textually, so nothing else is touched (the query and the fragment never are). The dot
+    segments a browser resolves (``.``, ``..``, ``%2e%2e`` between slashes) are resolved
+    within the URL's own path, as the crawler that made a capture fetched it, so they can
+    never climb above its host. Refused: a dot segment in the host, or one that a browser
+    would not resolve but a server might (between backslashes, ``..;x``, percent-encoded
+    twice, overlong UTF-8), and a URL without ``scheme://host`` holding any of them.
+    """
+    match = _ABSOLUTE_RE.fullmatch(url)
+    if match is None:
+        found = find_dot_segment(_path_of(url))
+        if found is not None:
+            raise InputError(f"URL has a dot segment {found}: refused, {_WHY}")
+        return url
+    scheme, authority, path, rest = match.groups()
+    found = find_dot_segment(authority)
+    if found is not None:
+        raise InputError(f"URL host holds a dot segment {found}: refused, {_WHY}")
+    if find_dot_segment(path) is None:
+        return url
+    resolved = resolve_dot_segments(path)
+    found = find_dot_segment(resolved)
+    if found is not None:
+        raise InputError(f"URL path has a dot segment {found}: refused, {_WHY}")
+    return scheme + authority + resolved + rest
+
+
+def build_replay_url(prefix: str, timestamp: str, original: str, flag: str = "id_") -> str:
+    """The replay URL ``{prefix}{timestamp}{flag}/{original}`` (``prefix`` being the
+    archive's ``{base}/web/`` or ``{base}/{collection}/``, from the configuration).
+
+    ``original`` passes through :func:`safe_original` first, so nothing it holds can move
+    the request out of ``{prefix}{timestamp}{flag}/`` when a client or the archive
+    normalises the path; ``timestamp`` must be 1-14 digits and ``flag`` empty or a mode
+    such as ``id_``. Raises :class:`InputError` for anything else.
+    """
+    if not _TIMESTAMP_RE.fullmatch(timestamp):
+        raise InputError(f"replay timestamp {timestamp!r}: expected 1 to 14 digits")
+    if not _FLAG_RE.fullmatch(flag):
+        raise InputError(f"replay flag {flag!r}: expected none or a mode such as 'id_'")
+    tail = safe_original(original)
+    # The protocol puts the original in the path as text (the archive matches it textually,
+    # so it is not re-encoded); every part is checked above, the tail segment by segment.
+    return f"{prefix}{timestamp}{flag}/{tail}"
+
+
+def safe_replay_target(url: str, replay_paths: Iterable[str]) -> str | None:
+    """A redirect target fit to follow inside an archive, or None when it is not one.
+
+    ``url`` must be a replay URL, ``<origin><path><ts><flag>/<original>``, whose path is
+    one of ``replay_paths`` (``/web/``, or ``/{collection}/`` for pywb: paths only; the
+    caller checks the host) and whose original :func:`safe_original` accepts; it is
+    returned as it is, or with the original's dot segments resolved. Anything else (a
+    redirect to ``/save/``, to the CDX endpoint, a hidden ``..``) gives None.
+    """
+    match = _ORIGIN_RE.fullmatch(url)
+    if match is None:
+        return None
+    origin, rest = match.groups()
+    for path in replay_paths:
+        if not rest.startswith(path):
+            continue
+        head = _REPLAY_HEAD_RE.fullmatch(rest, len(path))
+        if head is None:
+            continue
+        try:
+            tail = safe_original(head.group(2))
+        except InputError:
+            return None
+        return f"{origin}{path}{head.group(1)}{tail}"
+    return None

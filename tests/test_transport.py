@@ -325,7 +325,7 @@ def test_wait_at_most_scopes_apply_per_task_without_changing_the_transport(
         config = emulator_config(tmp_path, f"http://127.0.0.1:{server.port}",
                                  rates={"max_wait": 30.0})
         key = f"127.0.0.1:{server.port}"
-        url = f"http://{key}/web/x"
+        url = f"http://{key}/web/20240101000000id_/https://example.com/"  # a replay URL
 
         async def go() -> None:
             transport = Transport(config)

@@ -4,7 +4,8 @@
   to an allowed archive host, reads the body, pauses on 429s and firewall blocks, retries;
   :func:`wait_at_most` bounds, per task, how long a request waits for its turn;
 * :mod:`.limits`: the rate limits every process shares through one SQLite state file
-  (:class:`RateLimiter`, the Save Page Now :class:`DailyBudget`);
+  (:class:`RateLimiter`, the Save Page Now :class:`DailyBudget`), and the paths each
+  :class:`Pool` may request (:class:`PathRule`);
 * :mod:`.body`: bounded body reading (:class:`Response`);
 * :mod:`.environment`: the client itself (:func:`build_client`), with the proxies and CA
   certificates the environment names (``HTTPS_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE`` …).
@@ -32,12 +33,15 @@ from .client import (
 from .environment import NetworkSettings, build_client, network_settings
 from .limits import (
     DailyBudget,
+    PathRule,
     Pool,
     PoolState,
     RateLimiter,
     StateFile,
     as_pool,
+    cdx_endpoint,
     per_host_budgets,
+    replay_prefix,
 )
 
 __all__ = [
@@ -50,6 +54,7 @@ __all__ = [
     "DailyBudget",
     "Inflater",
     "NetworkSettings",
+    "PathRule",
     "Pool",
     "PoolState",
     "RateLimiter",
@@ -61,9 +66,11 @@ __all__ = [
     "WantBody",
     "as_pool",
     "build_client",
+    "cdx_endpoint",
     "network_settings",
     "per_host_budgets",
     "read_body",
+    "replay_prefix",
     "wait_at_most",
     "wants_inflate",
 ]

@@ -1,5 +1,5 @@
-"""The one place that touches httpx: host allow-list, per-pool rate limits, 429 pauses and
-firewall blocks, bounded body reads, and retries.
+"""The one place that touches httpx: host allow-list, the paths each pool may request,
+per-pool rate limits, 429 pauses and firewall blocks, bounded body reads, and retries.
 
 It knows nothing of captures; the archive layer classifies what comes back.
 """
@@ -33,13 +33,14 @@ from ..errors import (
     ArchiveUnreachableError,
     DeferredError,
     DisallowedHostError,
+    DisallowedRequestError,
     RateLimitedError,
     TransientError,
 )
 from .body import Response, read_body
 from .environment import build_client
 from .limits import FIREWALL_PAUSE_FACTOR as FIREWALL_PAUSE_FACTOR
-from .limits import Pool, RateLimiter, as_pool
+from .limits import PathRule, Pool, RateLimiter, as_pool
 
 T = TypeVar("T")
 
@@ -136,6 +137,10 @@ class Transport:
     ) -> None:
         self.config = config
         self.allowed = config.allowed_hosts
+        #: What each pool may request (checked on every request as it will be sent).
+        self.path_rules: dict[Pool, tuple[PathRule, ...]] = {
+            pool: pool.path_rules(config) for pool in Pool
+        }
         self.limiter = limiter or RateLimiter.from_config(config)
         # Proxies and CA certificates come from the environment, read explicitly
         # (never .netrc): see snapcache.transport.environment.
@@ -174,6 +179,23 @@ class Transport:
             raise DisallowedHostError(f"refusing to contact {netloc or url!r}: not an archive host")
         return netloc
 
+    def check_request(self, request: httpx.Request, pool: Pool) -> None:
+        """Refuse ``request`` unless ``pool`` may send it: its host is an archive host and
+        its path, as httpx will send it (dot segments already resolved), is one the pool's
+        :meth:`Pool.path_rules` allow. Raises :class:`DisallowedRequestError` (or
+        :class:`DisallowedHostError` for a foreign host): the last wall before a citation
+        URL reaches another endpoint, or another pool's budget."""
+        url = request.url
+        netloc = self._check_host(str(url))
+        path = url.raw_path.split(b"?", 1)[0].decode("ascii", errors="replace")
+        if any(rule.allows(netloc, path) for rule in self.path_rules[pool]):
+            return
+        shown = path if len(path) <= 200 else path[:200] + "..."
+        raise DisallowedRequestError(
+            f"refusing to send {request.method} {shown!r} to {netloc} on the {pool} pool: "
+            f"outside the paths that pool may request"
+        )
+
     async def request(
         self,
         method: str,
@@ -198,15 +220,21 @@ class Transport:
         :func:`wait_at_most` (``rates.max_wait`` by default) and for a connection that
         fails right after a 429 (a firewall block: every pool of the host is paused
         ``pause_on_429 * 10``);
-        :class:`DisallowedHostError` for hosts outside the allow-list, and
+        :class:`DisallowedHostError` for hosts outside the allow-list,
+        :class:`DisallowedRequestError` for a path the pool may not request (checked on
+        the request as httpx will send it: nothing is sent, no token taken), and
         :class:`UsageError` for a pool :class:`Pool` does not declare.
         """
         pool = as_pool(pool)
         key = self._check_host(url)
+        try:
+            request = self.client.build_request(method, url, params=params, data=data,
+                                                headers=headers)
+        except (httpx.InvalidURL, UnicodeError) as exc:
+            raise DisallowedRequestError(f"refusing an unusable URL: {exc}") from exc
+        self.check_request(request, pool)
         await self.limiter.acquire(key, pool, self.max_wait)
         self.stats.requests[pool.value] += 1
-        request = self.client.build_request(method, url, params=params, data=data,
-                                            headers=headers)
         try:
             async with asyncio.timeout(self.config.archive.request_timeout):
                 try:

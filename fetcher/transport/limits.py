@@ -2,7 +2,8 @@
 Now daily budget, all kept in one small SQLite file so that every process on the machine
 shares one budget (the archive counts per IP and per account, not per process).
 
-Every pool is declared once, in :class:`Pool`, with where its budget comes from.
+Every pool is declared once, in :class:`Pool`, with where its budget comes from and which
+paths it may request (:meth:`Pool.path_rules`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import sqlite3
 import stat
 import time
@@ -20,12 +22,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Final, assert_never
+from typing import Final, Literal, assert_never
+from urllib.parse import urlsplit
 
 from snapcache.cache.files import diagnose, file_kind
 
 from ..config import DEFAULT_PAUSE_ON_429, ArchiveEntry, Config
 from ..errors import DeferredError, StateFileError, UsageError
+from ..ids import find_dot_segment
 
 #: A connection failing right after a 429 is taken for the archive's firewall block, which
 #: pauses every pool of that host for this many ``pause_on_429`` periods (10 min at the
@@ -49,6 +53,11 @@ class Pool(StrEnum):
     * ``save_status``: ``[save] per_minute`` too, in a bucket of its own: job status polls go
       to the same archive host, so they are budgeted, and they never eat the submissions'
       tokens.
+
+    And the paths each may request (:meth:`path_rules`; anything else is refused before it
+    is sent, so a request can never spend another pool's budget): ``cdx`` the CDX endpoint
+    of each archive, ``playback`` each archive's replay prefix followed by ``<ts><flag>/``,
+    ``save`` exactly ``/save`` and ``save_status`` ``/save/status/<job>`` on the primary.
     """
 
     CDX = "cdx"
@@ -80,8 +89,77 @@ class Pool(StrEnum):
                 return None
         assert_never(self)
 
+    def path_rules(self, config: Config) -> tuple[PathRule, ...]:
+        """The requests this pool may send under ``config``: one :class:`PathRule` per
+        archive for the per-archive pools, one on the primary archive's hosts for saving."""
+        save_base = urlsplit(config.archive.base_url.rstrip("/")).path
+        match self:
+            case Pool.CDX:
+                return tuple(PathRule(_hosts(config, e), urlsplit(cdx_endpoint(e)).path, "exact")
+                             for e in config.chain)
+            case Pool.PLAYBACK:
+                return tuple(PathRule(_hosts(config, e), urlsplit(replay_prefix(e)).path,
+                                      "replay") for e in config.chain)
+            case Pool.SAVE:
+                return (PathRule(config.primary_hosts, f"{save_base}/save", "exact"),)
+            case Pool.SAVE_STATUS:
+                return (PathRule(config.primary_hosts, f"{save_base}/save/status/", "prefix"),)
+        assert_never(self)
+
 
 _POOL_NAMES: Final = frozenset(pool.value for pool in Pool)
+#: What may follow a replay prefix: the timestamp, a mode flag, a slash, then the original.
+_REPLAY_HEAD_RE: Final = re.compile(r"[0-9]{1,14}(?:[a-z]{2}_)?/")
+
+
+def replay_prefix(entry: ArchiveEntry) -> str:
+    """Where an archive's replay URLs start: ``{base}/web/`` (ia) or
+    ``{base}/{collection}/`` (pywb)."""
+    base = entry.base_url.rstrip("/")
+    return f"{base}/{entry.collection}/" if entry.dialect == "pywb" else f"{base}/web/"
+
+
+def cdx_endpoint(entry: ArchiveEntry) -> str:
+    """An archive's CDX endpoint: ``{base}/cdx/search/cdx`` (ia) or
+    ``{base}/{collection}/cdx`` (pywb)."""
+    base = entry.base_url.rstrip("/")
+    return f"{base}/{entry.collection}/cdx" if entry.dialect == "pywb" else f"{base}/cdx/search/cdx"
+
+
+@dataclass(frozen=True, slots=True)
+class PathRule:
+    """Requests a pool may send: to one of ``hosts`` (``host[:port]``), on ``path``.
+
+    ``kind`` says how ``path`` is matched against the path actually sent (percent-encoded,
+    without the query): ``exact``; ``prefix`` (something must follow it); ``replay`` (a
+    replay prefix: ``<ts><flag>/`` must follow it). After a prefix nothing may be a dot
+    segment in any spelling (:func:`~snapcache.ids.find_dot_segment`): the archive, or a
+    proxy in front of it, could resolve it and serve another endpoint.
+    """
+
+    hosts: frozenset[str]
+    path: str
+    kind: Literal["exact", "prefix", "replay"]
+
+    def allows(self, netloc: str, path: str) -> bool:
+        """True when a request to ``netloc`` (lower case, as :func:`netloc_of` gives it) on
+        ``path`` (as sent, without the query) is one this rule permits."""
+        if netloc not in self.hosts:
+            return False
+        if self.kind == "exact":
+            return path == self.path
+        if not path.startswith(self.path) or len(path) == len(self.path):
+            return False
+        rest = path[len(self.path):]
+        if self.kind == "replay" and not _REPLAY_HEAD_RE.match(rest):
+            return False
+        return find_dot_segment(rest) is None
+
+
+def _hosts(config: Config, entry: ArchiveEntry) -> frozenset[str]:
+    """The hosts an archive's requests may go to: the primary's include its availability
+    host and ``extra_hosts`` (as :attr:`Config.primary_hosts` says), another its own."""
+    return config.primary_hosts if entry == config.primary else frozenset({entry.netloc})
 
 
 def as_pool(pool: str) -> Pool:
