@@ -33,7 +33,14 @@ from snapcache.cache.records import Record
 from snapcache.cache.times import parse_iso, parse_timestamp14, to_timestamp14, utc_now_iso
 
 from .credentials import ENV_SAVE_ACCESS, ENV_SAVE_SECRET, redact
-from .errors import ConfigError, DeferredError, RateLimitedError, SnapcacheError, TransientError
+from .errors import (
+    ConfigError,
+    DeferredError,
+    DisallowedHostError,
+    RateLimitedError,
+    SnapcacheError,
+    TransientError,
+)
 from .protocols import FetchEngine
 from .transport import FULL, DailyBudget, Pool, Transport
 
@@ -289,6 +296,10 @@ class Saver:
             status, body = await self._call(f"{self.base}/save/status/{job}", Pool.SAVE_STATUS)
         except (TransientError, DeferredError):
             return record  # the job is still on the archive's side; ask again later
+        except DisallowedHostError as exc:
+            # The job ID the archive gave makes a request we may not send (it climbs out of
+            # /save/status/): the job cannot be followed, so it is dropped, never polled again.
+            return await self._update(record, None, requested, "error:bad-job-id", str(exc))
         answer = interpret_status(status, body)
         if answer.kind == "success":
             return await self._confirm(record, job, requested, success_ts=answer.timestamp)

