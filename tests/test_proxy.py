@@ -239,7 +239,9 @@ def _get(tmp_path: Path, url: str) -> int:
     async def get() -> int:
         transport = Transport(emulator_config(tmp_path, url, retry={"max_attempts": 1}))
         try:
-            response = await transport.request("GET", f"{url}/", Pool.PLAYBACK,
+            # A replay path: the playback pool may ask for nothing else.
+            replay = f"{url}/web/20200101000000id_/https://a.example/"
+            response = await transport.request("GET", replay, Pool.PLAYBACK,
                                                want_body=lambda s, h: FULL)
             response.discard()
             return response.status
