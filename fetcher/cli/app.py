@@ -10,6 +10,7 @@ from ..errors import ConfigError, SnapcacheError
 from .common import EXIT_SOME_FAILED, die
 from .records import export, list_records, stats
 from .run import refetch, run
+from .serve import serve
 from .single import fetch, move, save, show
 
 
@@ -53,6 +54,7 @@ cli.add_command(refetch)
 cli.add_command(export)
 cli.add_command(list_records)
 cli.add_command(stats)
+cli.add_command(serve)
 
 
 def main() -> None:
