@@ -121,6 +121,8 @@ async def list_resources(request: Request) -> Response:
     if url is not None:
         if cursor is not None:
             raise ApiError("invalid_parameter", "cursor cannot be combined with url")
+        if not url:
+            raise ApiError("invalid_parameter", "url must not be empty")
         if len(url) > MAX_QUERY_URL:
             raise ApiError("invalid_parameter", f"url is longer than {MAX_QUERY_URL} characters")
         records = await run_in_threadpool(_by_url, state.store, url, statuses)
