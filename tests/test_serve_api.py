@@ -231,7 +231,9 @@ def test_no_input_gives_a_server_error(tmp_path: Path, emulator: Any) -> None:
         bodies: list[Any] = [b"", b"{", b"[]", b"null", b'{"urls": "x"}', b'{"urls": []}',
                              b'{"urls": [1]}', b'{"urls": ["https://a/"], "force": "yes"}',
                              b'{"urls": ["https://a/"], "extra": 1}', b"\xff\xfe",
-                             b'{"urls": ["javascript:alert(1)"]}', b'{"urls": ["http://[::1"]}']
+                             b'{"urls": ["javascript:alert(1)"]}', b'{"urls": ["http://[::1"]}',
+                             b'{"urls": ["http://a/\\ud800"]}', b'{"urls": ["http://a/\\n"]}',
+                             b'{"urls": ["http://a:99999/"]}', b'{"urls": ["http:///x"]}']
         for body in bodies:
             response = client.post("/v1/fetch", content=body, headers={
                 "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})

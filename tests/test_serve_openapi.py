@@ -59,7 +59,8 @@ def test_every_api_route_is_documented_and_every_documented_path_is_routed(
               and r.path.startswith(("/v1", "/healthz", "/openapi.json"))}
     assert routed == set(openapi_document()["paths"])
     # The served document follows the server's own bounds.
-    config = emulator_config(tmp_path, "http://127.0.0.1:9", serve={"max_page_size": 42, "page_size": 10})
+    config = emulator_config(tmp_path, "http://127.0.0.1:9",
+                             serve={"max_page_size": 42, "page_size": 10})
     with live_server(create_app(config)) as server:
         served = httpx.get(f"{server.base_url}/openapi.json").json()
     assert served == openapi_document(config.serve)

@@ -21,6 +21,7 @@ from snapcache.config import ServeConfig
 
 from .errors import ERROR_CODES
 from .jobs import MAX_PENDING_URLS
+from .write import MAX_URL_CHARS, URL_PATTERN
 
 __all__ = ["API_VERSION", "PACKAGED_OPENAPI", "openapi_document", "openapi_json",
            "record_schema"]
@@ -31,11 +32,6 @@ API_VERSION: Final = "1.0.0"
 PACKAGED_OPENAPI: Final = Path(__file__).with_name("openapi.json")
 
 _ID_PATTERN: Final = r"^([0-9a-f]{16}|(sid_)?[A-Za-z0-9]{10})$"
-# What the fetcher accepts as a URL (snapcache.ids.check_url), as a pattern a client can
-# check: http(s), a host, an optional port, no white space or control characters.
-_URL_PATTERN: Final = (r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(:[0-9]{1,4})?"
-                       r"(/[^\s\x00-\x1f\x7f-\x9f]*)?$")
-
 _ANNOTATIONS: Final[dict[str, dict[str, Any]]] = {
     "str": {"type": "string"},
     "str | None": {"type": ["string", "null"]},
@@ -151,8 +147,8 @@ def _schemas(serve: ServeConfig) -> dict[str, Any]:
             "type": "object",
             "properties": {
                 "urls": {"type": "array", "minItems": 1, "maxItems": serve.max_fetch_urls,
-                         "items": {"type": "string", "pattern": _URL_PATTERN,
-                                   "maxLength": 2048}},
+                         "items": {"type": "string", "pattern": URL_PATTERN,
+                                   "maxLength": MAX_URL_CHARS}},
                 "force": {"type": "boolean", "default": False,
                           "description": "Fetch even records that are still fresh"},
             },
@@ -239,7 +235,7 @@ def openapi_document(serve: ServeConfig | None = None) -> dict[str, Any]:
                      "explode": True,
                      "description": "Only records whose status or latest outcome is one of "
                                     "these (repeatable)",
-                     "schema": {"type": "array", "uniqueItems": True,
+                     "schema": {"type": "array",
                                 "items": {"type": "string", "enum": list(STATUSES)}}},
                     {"name": "limit", "in": "query", "required": False,
                      "description": f"Records per page (default {serve.page_size})",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from typing import Final
 
 from starlette.requests import Request
@@ -17,9 +18,26 @@ from .errors import ApiError
 from .http import check_params
 from .state import ServerState, state_of
 
-__all__ = ["get_job", "post_fetch", "require_token"]
+__all__ = ["MAX_URL_CHARS", "URL_PATTERN", "get_job", "post_fetch", "require_token"]
 
 _BODY_KEYS: Final = frozenset({"urls", "force"})
+_NOT_IN_URL: Final = (r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
+                      r"\u3000\ufeff")
+#: The URLs ``POST /v1/fetch`` takes, as the OpenAPI document states them and the server
+#: checks them (the same pattern, so the two cannot disagree): http(s), an optional user,
+#: a host name, an optional port (0-65535), then any path, query and fragment without white
+#: space or control characters. Everything it admits, the fetcher accepts too (IPv6
+#: literals are left out: their checks differ between URL parsers).
+URL_PATTERN: Final = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://"
+    rf"([^{_NOT_IN_URL}/?#@\[\]]*@)?"
+    rf"[^{_NOT_IN_URL}/?#@:\[\]]+"
+    r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?"
+    rf"([/?#][^{_NOT_IN_URL}]*)?$"
+)
+#: The longest URL taken, in characters (at most 4 bytes each: the fetcher's 8 KB).
+MAX_URL_CHARS: Final = 2048
+_URL_RE: Final = re.compile(URL_PATTERN)
 
 
 def require_token(state: ServerState, request: Request) -> None:
@@ -52,6 +70,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _parse(body: bytes, max_urls: int) -> tuple[list[str], bool]:
     try:
         doc = json.loads(body)
@@ -68,6 +94,14 @@ def _parse(body: bytes, max_urls: int) -> tuple[list[str], bool]:
         raise ApiError("invalid_body", "urls must be a non-empty list of strings")
     if len(urls) > max_urls:
         raise ApiError("invalid_body", f"at most {max_urls} URLs per request, got {len(urls)}")
+    for index, url in enumerate(urls):
+        # fullmatch: "$" alone would also match before a final line break. A lone
+        # surrogate (JSON can carry one) is no text at all and cannot be hashed into an ID.
+        if (len(url) > MAX_URL_CHARS or not _URL_RE.fullmatch(url)
+                or (not url.isascii() and not _encodable(url))):
+            raise ApiError("invalid_url", f"urls[{index}]: not an http(s) URL with a host, at"
+                                          f" most {MAX_URL_CHARS} characters, without white"
+                                          " space or control characters")
     force = doc.get("force", False)
     if not isinstance(force, bool):
         raise ApiError("invalid_body", "force must be true or false")
