@@ -141,3 +141,26 @@ def write_config(tmp_path: Path, base_url: str, **serve: Any) -> Path:
     path = tmp_path / "config.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def demo_store(tmp_path: Path, emulator: Any, synthetic: int = 40) -> Any:
+    """A store as a wiki's would look: real fetches through the emulator, ``synthetic``
+    records of every outcome and capture age, and records whose strings are hostile.
+    Returns the config that serves it."""
+    from snapcache.cache import SnapshotCache
+
+    from tests.conftest import emulator_config
+
+    config = emulator_config(tmp_path, emulator.base_url)
+    with Fetcher(config) as fetcher:
+        fill_from_emulator(emulator, fetcher)
+    with SnapshotCache(config.cache_path) as store:
+        for record, text in synthetic_mix(synthetic):
+            save(store, record, text)
+        save(store, make_record("https://hostile.example/title", title=HOSTILE_TITLE,
+                                preview="Body with <script>alert('preview')</script> and "
+                                        "\x1b[2J\x1b[31mANSI\x1b[0m codes."),
+             "hostile text")
+        save(store, make_record("https://hostile.example/failing", "error", title=HOSTILE_TITLE,
+                                error="<b>bold</b> \x1b[31mreset by peer\x1b[0m"))
+    return config

@@ -357,7 +357,9 @@ def test_every_response_carries_the_security_headers(tmp_path: Path, emulator: A
     with serving(config) as client:
         for path in ("/", "/v1/stats", "/v1/nothing", "/nothing", "/static/app.css",
                      "/openapi.json"):
-            headers = client.get(path).headers
+            response = client.get(path)
+            assert response.status_code == (404 if "nothing" in path else 200), path
+            headers = response.headers
             csp = headers["content-security-policy"]
             assert "default-src 'none'" in csp and "script-src" not in csp
             assert headers["x-content-type-options"] == "nosniff"

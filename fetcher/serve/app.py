@@ -16,8 +16,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import dashboard, read, write
@@ -140,7 +139,7 @@ def create_app(config: Config, *, store: Store | None = None, token: str | None 
         Route("/failing", dashboard.failing_page),
         Route("/search", dashboard.search_page),
         Route("/records/{id}", dashboard.record_page),
-        Mount("/static", StaticFiles(packages=[("snapcache.serve", "static")]), name="static"),
+        Route("/static/{name}", dashboard.static_file),
         Route("/healthz", read.healthz),
         Route("/openapi.json", openapi),
         Route("/v1/stats", read.get_stats),

@@ -11,22 +11,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Final, TypeVar
 
 import jinja2
-from snapcache.cache import Record, Store
+from snapcache.cache import Record, Store, to_iso
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from .errors import ApiError
+from .http import entity_response
 from .present import card_rows, clean, human_iso, human_timestamp, safe_href, title_of
 from .read import find_record
 from .state import state_of
 from .summary import Bucket, IndexRow, Summary
 
-__all__ = ["MAX_QUERY", "error_page", "failing_page", "index_page", "record_page",
-           "search_page"]
+__all__ = ["MAX_QUERY", "STATIC_FILES", "error_page", "failing_page", "index_page",
+           "record_page", "search_page", "static_file"]
 
 #: The longest search query accepted, in characters.
 MAX_QUERY: Final = 500
@@ -43,7 +45,8 @@ _ENV: Final = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_ENV.filters.update(clean=clean, href=safe_href, when=human_iso, captured=human_timestamp)
+_ENV.filters.update(clean=clean, href=safe_href, when=human_iso, captured=human_timestamp,
+                    moment=lambda dt: human_iso(to_iso(dt)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,26 @@ async def record_page(request: Request) -> Response:
     return _render("record.html", record=record, title=title_of(record),
                    rows=card_rows(record), preview=clean(record.preview), has_text=has_text,
                    q="")
+
+
+def _load_static() -> dict[str, tuple[bytes, str]]:
+    folder = resources.files("snapcache.serve") / "static"
+    types = {"app.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
+    return {name: ((folder / name).read_bytes(), media) for name, media in types.items()}
+
+
+#: The dashboard's static files, read from the package once: only these names are served
+#: (no path from a request ever reaches the file system).
+STATIC_FILES: Final = _load_static()
+
+
+async def static_file(request: Request) -> Response:
+    """``/static/{name}``: the stylesheet and the icon, with an ETag."""
+    found = STATIC_FILES.get(request.path_params["name"])
+    if found is None:
+        raise ApiError("not_found", "no such file")
+    body, media = found
+    return entity_response(body, media, request.headers, "max-age=3600")
 
 
 def error_page(status: int, code: str, message: str) -> HTMLResponse:

@@ -101,6 +101,11 @@ class Summary:
     index: tuple[IndexRow, ...] = field(repr=False)
 
 
+#: The order of the failing sources' table, by status.
+_FAILING_ORDER: Final[dict[str, int]] = {
+    "error": 0, "archived_error": 1, "blocked": 2, "not_archived": 3, "ok": 4}
+
+
 def is_failing(record: Record) -> bool:
     """A source fails when it has no good capture or its latest attempt did not succeed."""
     return record.status != "ok" or record.last_outcome not in (None, "ok")
@@ -175,6 +180,8 @@ def build_summary(store: Store, config: Config, now: datetime | None = None) -> 
                 record.last_outcome, failure_reason(record), archive_link(record, config),
                 record.last_attempt_at,
             ))
+    # Transient errors first (the next run may fix them), then what the archive lacks.
+    failing.sort(key=lambda row: (_FAILING_ORDER.get(row.status, len(_FAILING_ORDER)), row.url))
     return Summary(
         built_at=now,
         stats=stats,
