@@ -21,7 +21,7 @@ from snapcache.cli.serve import is_loopback
 from snapcache.config import Config, ServeConfig, config_from_mapping
 from snapcache.errors import ConfigError
 from snapcache.serve import create_app, present
-from snapcache.serve.summary import SummaryCache
+from snapcache.serve.summary import SummaryCache, build_summary
 
 from tests import layers
 from tests.servekit import (
@@ -149,18 +149,21 @@ def test_search_by_url_title_and_alias(dashboard: Any) -> None:
     assert "Type part of a URL" in client.get("/search").text
 
 
-def test_the_summary_is_reused_for_its_ttl(tmp_path: Path) -> None:
-    now = [0.0]
+def test_the_summary_counts_as_the_store_does_and_is_reused(tmp_path: Path) -> None:
     with SnapshotCache(tmp_path / "store") as store:
-        for record, text in synthetic_mix(3):
+        for record, text in synthetic_mix(30):
             save(store, record, text)
-        cache = SummaryCache(store, Config(), ttl=5.0, clock=lambda: now[0])
+        assert build_summary(store, Config()).stats == store.stats()
+        # A summary that took 3 s to count is reused for 30 s (10x), a quick one for the ttl.
+        times = iter([0.0, 3.0, 20.0, 33.0, 33.0, 33.5, 37.0, 38.6, 38.6, 38.7])
+        cache = SummaryCache(store, Config(), ttl=5.0, clock=lambda: next(times))
         first = cache.get()
         save(store, make_record("https://later.example/"))
-        now[0] = 4.9
-        assert cache.get() is first
-        now[0] = 5.0
-        assert cache.get().stats.records == 4
+        assert cache.get() is first  # at 20 s
+        assert cache.get().stats.records == 31  # at 33 s: recounted, in 0.5 s
+        second = cache.get()  # at 37 s: within the 5 s ttl
+        assert second.stats.records == 31
+        assert cache.get() is not second  # at 38.6 s: 5.1 s old
 
 
 def test_the_serve_section_is_validated_and_the_token_kept_secret(

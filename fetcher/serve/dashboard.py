@@ -71,7 +71,8 @@ def _render(name: str, status_code: int = 200, **values: object) -> HTMLResponse
 
 def _page_number(request: Request) -> int:
     raw = request.query_params.get("page", "1")
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw[:9]) <= MAX_PAGE:
+    if (not raw.isascii() or not raw.isdigit() or len(raw) > len(str(MAX_PAGE))
+            or not 1 <= int(raw) <= MAX_PAGE):
         raise ApiError("invalid_parameter", f"page must be a number from 1 to {MAX_PAGE}")
     return int(raw)
 

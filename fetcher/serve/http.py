@@ -25,7 +25,6 @@ __all__ = [
     "entity_response",
     "etag_of",
     "int_param",
-    "single_param",
 ]
 
 
@@ -40,11 +39,6 @@ def check_params(params: QueryParams, allowed: Collection[str],
                            f"unknown query parameter {key[:100]!r} (known: {known})")
         if key not in repeatable and len(params.getlist(key)) > 1:
             raise ApiError("invalid_parameter", f"query parameter {key!r} given twice")
-
-
-def single_param(params: QueryParams, name: str) -> str | None:
-    """The value of a single-valued parameter, or ``None``."""
-    return params.get(name)
 
 
 def int_param(params: QueryParams, name: str, default: int, low: int, high: int) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from snapcache.config import Config
 
 __all__ = [
     "AGE_BUCKETS",
+    "COST_FACTOR",
     "Bucket",
     "FailingRow",
     "IndexRow",
@@ -157,15 +159,20 @@ def _folder_bytes(location: str) -> int:
 
 
 def build_summary(store: Store, config: Config, now: datetime | None = None) -> Summary:
-    """One pass over the store: its stats (``Store.stats``, exactly what ``snapcache stats``
-    counts), then every record for ages, failing sources and the search index."""
+    """One pass over every record of the store: the counts of ``snapcache stats``
+    (:class:`StoreStats`, as the store contract defines them), the ages of good captures,
+    the failing sources and the search index."""
     now = now or datetime.now(UTC)
-    stats = store.stats()
+    outcomes: Counter[str] = Counter()
+    fetched: list[str] = []
     counts = [0] * len(AGE_BUCKETS)
     no_good = 0
     failing: list[FailingRow] = []
     index: list[IndexRow] = []
     for record in store.records():
+        outcomes[record.status] += 1
+        if record.fetched_at:
+            fetched.append(record.fetched_at)
         index.append(IndexRow(record.resource_id, record.url, record.title, record.status,
                               record.capture_timestamp))
         bucket = (_age_bucket(record.capture_timestamp, now)
@@ -182,6 +189,11 @@ def build_summary(store: Store, config: Config, now: datetime | None = None) -> 
             ))
     # Transient errors first (the next run may fix them), then what the archive lacks.
     failing.sort(key=lambda row: (_FAILING_ORDER.get(row.status, len(_FAILING_ORDER)), row.url))
+    # Counted in the same pass rather than by Store.stats(), which would read every record
+    # a second time; the contract defines these counts exactly, and a test compares them.
+    stats = StoreStats(records=sum(outcomes.values()), outcomes=dict(sorted(outcomes.items())),
+                       oldest_fetch=min(fetched) if fetched else None,
+                       newest_fetch=max(fetched) if fetched else None)
     return Summary(
         built_at=now,
         stats=stats,
@@ -207,9 +219,15 @@ def stats_document(summary: Summary) -> dict[str, object]:
     }
 
 
+#: A summary is reused for at least this many times as long as it took to build, so that
+#: counting a large store takes at most a tenth of the server's time however busy it is.
+COST_FACTOR: Final = 10.0
+
+
 class SummaryCache:
-    """The latest :class:`Summary`, rebuilt when older than ``ttl`` seconds. Thread-safe;
-    call :meth:`get` from a worker thread (a rebuild reads the whole store)."""
+    """The latest :class:`Summary`, rebuilt when older than ``ttl`` seconds, or than
+    :data:`COST_FACTOR` times its last build took. Thread-safe; call :meth:`get` from a
+    worker thread (a rebuild reads the whole store)."""
 
     def __init__(self, store: Store, config: Config, ttl: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -220,11 +238,19 @@ class SummaryCache:
         self._lock = threading.Lock()
         self._summary: Summary | None = None
         self._built: float = 0.0
+        self._cost: float = 0.0
+
+    @property
+    def max_age(self) -> float:
+        """Seconds the current summary may be reused."""
+        return max(self._ttl, COST_FACTOR * self._cost)
 
     def get(self) -> Summary:
         """The cached summary, or a new one when it is missing or too old."""
         with self._lock:
-            if self._summary is None or self._clock() - self._built >= self._ttl:
+            if self._summary is None or self._clock() - self._built >= self.max_age:
+                started = self._clock()
                 self._summary = build_summary(self._store, self._config)
                 self._built = self._clock()
+                self._cost = self._built - started
             return self._summary
