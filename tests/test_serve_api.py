@@ -327,8 +327,11 @@ def test_the_event_loop_keeps_answering_while_a_slow_document_is_extracted(
         took = time.monotonic() - started
     print(f"SERVE slow extraction took {took:.2f} s; {polls} health checks meanwhile, "
           f"slowest {worst * 1000:.0f} ms")
-    assert took > 1.0  # the extraction really was slow ...
-    assert worst < 0.5  # ... and the loop kept answering
+    # The extraction really was slow, and the loop kept answering meanwhile: extraction on
+    # the loop would hold one health check for about the whole extraction. (Bounds are
+    # loose: the test machines are shared and busy.)
+    assert took > 1.0
+    assert polls >= 5 and worst < took / 3
 
 
 def test_cors_is_off_by_default_and_follows_the_configured_origins(
