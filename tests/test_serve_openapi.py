@@ -90,7 +90,12 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             server.stop()
     total = sum(n for n, _ in TALLY.values())
     failed = sum(f for _, f in TALLY.values())
-    print(f"\nSCHEMATHESIS {len(TALLY)} operations, {total} generated cases, {failed} failures")
+    paths = openapi_document()["paths"]
+    documented = [k for k in TALLY if k.split()[0].lower() in paths.get(k.split()[1], {})]
+    print(f"\nSCHEMATHESIS {total} generated cases, {failed} failures: "
+          f"{sum(TALLY[k][0] for k in documented)} on the {len(documented)} documented "
+          f"operations, {total - sum(TALLY[k][0] for k in documented)} probes with "
+          f"unsupported methods")
     for name, (n, f) in sorted(TALLY.items()):
         print(f"SCHEMATHESIS   {name}: {n} cases, {f} failures")
 
