@@ -12,6 +12,8 @@ Sections (``--sections``, default all):
 * ``warm``     a second pass over 10,000 fresh records (zero requests allowed)
 * ``overhead`` one ``Fetcher.fetch`` of a cached record vs a raw cache read
 * ``extract``  preview throughput, PDF preview time, peak RSS on big documents
+* ``serve``    ``snapcache serve``: req/s and latency of GET /v1/resources/{id} over 10,000
+               records (bench/serve_bench.py)
 
 Figures are printed as tables and written to bench/results/latest.json. The targets are
 compared in a final table; they are never assertions.
@@ -480,8 +482,8 @@ def targets(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sections", default="cold,batch,warm,extract",
-                    help="comma list of cold, batch, warm (includes overhead), extract")
+    ap.add_argument("--sections", default="cold,batch,warm,extract,serve",
+                    help="comma list of cold, batch, warm (includes overhead), extract, serve")
     ap.add_argument("--batch-concurrency", type=int, default=8,
                     help="concurrency of the batch (Fetcher.run) section")
     ap.add_argument("--scale", type=float, default=12.0,
@@ -492,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overhead-n", type=int, default=2000)
     ap.add_argument("--only-tool", action="append", help="cold run: only these tools")
     ap.add_argument("--out", default=str(HERE / "results" / "latest.json"))
+    import serve_bench
+
+    serve_bench.add_arguments(ap)
     args = ap.parse_args(argv)
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
 
@@ -523,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
         if "extract" in sections:
             (tmp / "extract").mkdir()
             run_extract(args, results, tmp / "extract")
+        if "serve" in sections:
+            (tmp / "serve").mkdir()
+            serve_bench.run_serve(args, results, tmp / "serve", table)
     targets(results)
     results["total_s"] = time.perf_counter() - t0
     out = Path(args.out)

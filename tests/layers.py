@@ -167,7 +167,8 @@ RULES: tuple[Rule, ...] = (
 
 
 def rule_violations(graph: Graph) -> list[str]:
-    """Each import that breaks a rule of :data:`RULES`, or the CLI and facade rules."""
+    """Each import that breaks a rule of :data:`RULES`, or the CLI, server and facade
+    rules."""
     problems: list[str] = []
     for module, imports in sorted(graph.imports.items()):
         for imp in imports:
@@ -183,7 +184,14 @@ def rule_violations(graph: Graph) -> list[str]:
             if library and within(imp.module, "snapcache.cli"):
                 problems.append(f"no library module imports the CLI: {module} imports "
                                 f"{imp.module} (line {imp.line})")
-            top = module in ("snapcache", "snapcache.api") or within(module, "snapcache.cli")
+            server = within(imp.module, "snapcache.serve")
+            if server and not (within(module, "snapcache.cli")
+                               or within(module, "snapcache.serve")):
+                problems.append(f"only the CLI imports the server: {module} imports "
+                                f"{imp.module} (line {imp.line})")
+            # The server sits on top, beside the CLI: it may use the facade.
+            top = module in ("snapcache", "snapcache.api") or any(
+                within(module, m) for m in ("snapcache.cli", "snapcache.serve"))
             if not top and within(imp.module, "snapcache.api"):
                 problems.append(f"nothing below the facade imports it: {module} imports "
                                 f"{imp.module} (line {imp.line})")

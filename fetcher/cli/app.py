@@ -15,6 +15,7 @@ from .common import DAMAGED_SKIPPED, EXIT_SOME_FAILED, EXIT_USAGE, die
 from .db import copy_store_command, db
 from .records import export, list_records, stats
 from .run import refetch, run
+from .serve import serve
 from .single import fetch, move, save, show
 
 
@@ -78,6 +79,7 @@ cli.add_command(list_records)
 cli.add_command(stats)
 cli.add_command(db)
 cli.add_command(copy_store_command)
+cli.add_command(serve)
 
 
 def main() -> None:
