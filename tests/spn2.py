@@ -213,7 +213,7 @@ def _random_text(rng: random.Random) -> object:
     if roll < 0.3:
         return rng.choice(HOSTILE_TEXTS)
     if roll < 0.4:
-        return rng.choice(HOSTILE_TEXTS) * rng.randint(1, 20_000)  # up to ~300 KB
+        return rng.choice(HOSTILE_TEXTS) * rng.randint(1, 5000)  # up to ~100 KB
     if roll < 0.5:
         return "".join(chr(rng.randint(0, 0x2FFF)) for _ in range(rng.randint(1, 200)))
     if roll < 0.6:
@@ -288,7 +288,7 @@ def random_reply(rng: random.Random, url: str, *, for_status: bool = False) -> R
         return Reply(b'{"status": "error", "status_ext": "\xff\xfe\xc0\xae", "job_id": '
                      b'"spn2-ab\\u0000", "message": "\\ud800"}', status)
     if roll < 0.93:
-        pad = "x" * rng.choice([600 * 1024, 2 * 1024 * 1024])
+        pad = "x" * rng.choice([520 * 1024, 1024 * 1024])  # longer than any real answer
         return Reply(json.dumps({"job_id": _random_job(rng), "message": pad}).encode(), status)
     return Reply(b"<html><body>Service Unavailable</body></html>", status,
                  [("Content-Type", "text/html")])
