@@ -12,7 +12,19 @@ import pytest
 from snapcache import ConfigError, Fetcher
 from snapcache.cache.records import Record
 from snapcache.runner import SaveOptions
-from snapcache.save import interpret_status, interpret_submit, needs_poll, needs_save
+from snapcache.save import (
+    MAX_ANSWER_BYTES,
+    MAX_ANSWER_DEPTH,
+    clean_text,
+    interpret_status,
+    interpret_submit,
+    json_depth,
+    needs_poll,
+    needs_save,
+    parse_answer,
+    plausible_capture_time,
+    valid_job_id,
+)
 
 from tests.conftest import emulator_config
 from tests.docgen import html_page
@@ -32,7 +44,9 @@ def save_config(tmp_path: Path, emulator: Any, **save: Any) -> Any:
     values = {"enabled": True, "access_key": ACCESS, "secret_key": SECRET,
               "poll_interval": 0.05, "poll_budget": 5.0, "per_minute": 6000.0}
     values.update(save)
-    return emulator_config(tmp_path, emulator.base_url, save=values)
+    # The CDX budget (one query every 2.5 s) would pace every replay confirmation.
+    return emulator_config(tmp_path, emulator.base_url, save=values,
+                           rates={"cdx_per_minute": 60_000.0})
 
 
 def save_requests(emulator: Any) -> int:
@@ -67,6 +81,70 @@ def test_status_answers_are_mapped() -> None:
     assert interpret_status(200, b'{"status": "success"}').kind == "unexpected"
 
 
+def test_only_job_ids_in_the_apis_shape_are_valid() -> None:
+    for good in ("spn2-" + "a" * 40, "spn2-0123abcd", "e70f33c7-9eca-4c88-826d-26930564d7c8"):
+        assert valid_job_id(good), good
+    for bad in ("", "j", "spn2-", "spn2-xyz", "spn2-ab\r\n", "spn2-ab\n", "SPN2-AB",
+                "../../web/LEAK?x=", "spn2-ab/../x", "spn2-" + "a" * 65, " spn2-ab", None, 1,
+                ["spn2-ab"], "spn2-ab#x", "spn2-ab?x", "spn2-\uff41b"):
+        assert not valid_job_id(bad), bad
+
+
+def test_answers_are_parsed_within_a_size_and_a_depth() -> None:
+    assert parse_answer(b'{"a": [1, {"b": "[[[[[["}]}') == {"a": [1, {"b": "[[[[[["}]}
+    assert json_depth('{"a": "}}}{{{[[[\\"[[["}') == 1
+    nested = "[" * (MAX_ANSWER_DEPTH + 1) + "]" * (MAX_ANSWER_DEPTH + 1)
+    assert json_depth(nested) == MAX_ANSWER_DEPTH + 1 and parse_answer(nested.encode()) is None
+    at_limit = "[" * MAX_ANSWER_DEPTH + "]" * MAX_ANSWER_DEPTH
+    assert parse_answer(('{"a": ' + at_limit[1:-1] + "}").encode()) is not None
+    assert json_depth("[" * 10_000_000) == MAX_ANSWER_DEPTH + 1  # stops counting early
+    assert parse_answer(b'{"a": "' + b"x" * MAX_ANSWER_BYTES + b'"}') is None
+    for junk in (b"[]", b'"x"', b"1", b"nul", b"\xff\xfe", b'{"a": 1' , b"9" * 5000):
+        assert parse_answer(junk) is None, junk
+
+
+def test_archive_text_is_cleaned_and_capped() -> None:
+    assert clean_text("a\x1b[2J\r\nb\u202ec\u200bd\ud800e\x00f  g") == "a [2J b c d e f g"
+    assert clean_text("x" * 10_000, 50) == "x" * 50
+    assert clean_text(" \x00 ") is None and clean_text(123) is None and clean_text(None) is None
+
+
+def test_a_reported_capture_time_must_be_near_the_request() -> None:
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    asked = "2026-11-29T11:59:00Z"
+    assert plausible_capture_time("20261129115930", asked, now)
+    assert plausible_capture_time("20261129110000", asked, now)  # the same snapshot, 59 min
+    assert plausible_capture_time("20261129120400", asked, now)  # clocks 4 minutes apart
+    for bad in ("0", "20200101000000", "20261129104500", "20261129121000", "99991231235959",
+                "20261399000000", "2026112911593", "202611291159300", None,
+                "".join(chr(0xFF10 + int(d)) for d in "20261129115930")):  # fullwidth
+        assert not plausible_capture_time(bad, asked, now), bad
+
+
+def test_a_status_ext_is_taken_only_from_a_known_set_with_status_error() -> None:
+    def submitted(data: dict[str, Any]) -> Any:
+        return interpret_submit(200, json.dumps(data).encode())
+
+    def status(data: dict[str, Any]) -> Any:
+        return interpret_status(200, json.dumps(data).encode())
+
+    for answer in (submitted, status):
+        assert answer({"status": "error", "status_ext": "error:blocked-url"}).status_ext == (
+            "error:blocked-url")
+        for ext in ("success", "pending", "error:made-up", "error:blocked-url\n", 7,
+                    {"a": 1}, "error:" + "x" * 90_000):
+            got = answer({"status": "error", "status_ext": ext})
+            assert (got.kind, got.status_ext) == ("error", "error:unknown"), ext
+            assert got.message and len(got.message) < 2000
+    # A known status_ext without status: error is not taken either.
+    assert submitted({"status_ext": "error:blocked-url"}).status_ext == "error:unknown"
+    assert submitted({"status": "error", "job_id": "spn2-ab"}).kind == "error"
+    bad = submitted({"url": "u", "job_id": "../../web/LEAK?x="})
+    assert (bad.kind, bad.status_ext, bad.job_id) == ("error", "error:bad-job-id", None)
+    assert status({"status": "success", "timestamp": "0"}).kind == "unexpected"
+    assert status({"status": "pending", "job_id": "../x"}).job_id is None
+
+
 def _record(**kw: Any) -> Record:
     base: dict[str, Any] = {"resource_id": "0" * 16, "stable_id": "sid_AAAAAAAAAA", "url": URL}
     base.update(kw)
@@ -91,6 +169,8 @@ def test_which_records_need_a_save_or_a_poll() -> None:
                               save_requested_at=old), now)
     assert needs_save(_record(status="not_archived", save_status="deferred"), now)
     assert not needs_save(_record(status="blocked"), now, stale_days=1)
+    # Pending without a job can never be polled: submitted like a URL never tried.
+    assert needs_save(_record(status="not_archived", save_status="pending"), now)
     assert needs_poll(_record(save_status="pending", save_job_id="j"))
     assert needs_poll(_record(save_status="not_replayable_yet", save_job_id="j"))
     assert not needs_poll(_record(save_status="success", save_job_id="j"))
