@@ -3,11 +3,13 @@ and every command, added explicitly from the modules that define them."""
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..config import load_config
 from ..errors import ConfigError, SnapcacheError
-from .common import EXIT_SOME_FAILED, die
+from .common import EXIT_SOME_FAILED, die, exit_closed_pipe
 from .records import export, list_records, stats
 from .run import refetch, run
 from .single import fetch, move, save, show
@@ -16,11 +18,14 @@ from .single import fetch, move, save, show
 class _Group(click.Group):
     """The command group, with one last guard: a cache that cannot be read (a planted
     pickle, a corrupt record) or a file that cannot be written ends with a clear message
-    and exit 1, never a traceback."""
+    and exit 1, never a traceback. A closed output pipe (``| head``) is no error: every
+    command then ends quietly with exit 141."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            exit_closed_pipe()
         except (SnapcacheError, OSError) as exc:
             die(f"error: {exc}", EXIT_SOME_FAILED)
 
@@ -57,7 +62,15 @@ cli.add_command(stats)
 
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="snapcache")
+    try:
+        try:
+            cli(prog_name="snapcache")
+        finally:
+            # Output still buffered when a command ends meets a closed pipe here, where it
+            # can end quietly, rather than in the interpreter's last flush.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        exit_closed_pipe()
 
 
 __all__ = ["cli", "main"]
