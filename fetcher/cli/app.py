@@ -8,6 +8,7 @@ import sys
 import click
 
 from ..config import load_config
+from ..demo import demo_archive
 from ..errors import ConfigError, SnapcacheError
 from .common import EXIT_SOME_FAILED, die, exit_closed_pipe
 from .records import export, list_records, stats
@@ -42,6 +43,11 @@ class _Group(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """snapcache: keep cited sources readable through the Wayback Machine."""
+    if ctx.invoked_subcommand == demo_archive.name:
+        # The demo writes its own config; a stale $SNAPCACHE_CONFIG (an earlier demo's,
+        # since removed) must not stop it from starting.
+        ctx.obj = {}
+        return
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -58,6 +64,7 @@ cli.add_command(refetch)
 cli.add_command(export)
 cli.add_command(list_records)
 cli.add_command(stats)
+cli.add_command(demo_archive)
 
 
 def main() -> None:
