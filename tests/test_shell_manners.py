@@ -59,8 +59,13 @@ def head_1(*args: str) -> tuple[int, str, str]:
     assert proc.stdout is not None and proc.stderr is not None
     first = proc.stdout.readline().decode()
     proc.stdout.close()
-    err = proc.stderr.read().decode()
-    return proc.wait(timeout=60), first, err
+    try:
+        code = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("still running a minute after its reader went away") from None
+    return code, first, proc.stderr.read().decode()
 
 
 def in_terminal(*args: str, columns: int = 80) -> tuple[int, str]:
