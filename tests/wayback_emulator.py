@@ -1,6 +1,8 @@
 """A loopback emulator of the Internet Archive's Wayback Machine, for tests.
 
-Stdlib + PyYAML only.  Start it in-process::
+Stdlib + PyYAML, on top of :mod:`snapcache.demo.wayback` and :mod:`snapcache.demo.server`
+(URL keys, playback redirects, the CDX query pipeline and the reply writer, which the
+packaged demo archive uses too).  Start it in-process::
 
     with WaybackEmulator() as emu:
         emu.add_capture("https://example.com/", "20240101000000", body=b"<html>...</html>")
@@ -53,6 +55,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import yaml
+from snapcache.demo.cdx import cdx_reply, matching_keys, query_params
 from snapcache.demo.server import ReplyHandler
 from snapcache.demo.wayback import (
     ARCHIVE_HOSTS,
@@ -63,18 +66,15 @@ from snapcache.demo.wayback import (
     Reply,
     archive_page,
     capture_from_recording,
-    cdx_reply,
     format_http_date,
     found_redirect,
     http_reason,
-    matching_keys,
     maybe_unquote,
     nearest_capture,
     never_archived,
     not_found,
     now_timestamp,
     pad_timestamp,
-    query_params,
     replay,
     surt_urlkey,
     timestamp_seconds,

@@ -19,21 +19,19 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import urlsplit
 
+from .cdx import cdx_reply, matching_keys, query_params
 from .wayback import (
     PLAYBACK_RE,
     Capture,
     RecordedResponse,
     Reply,
     capture_from_recording,
-    cdx_reply,
     found_redirect,
     http_reason,
-    matching_keys,
     maybe_unquote,
     nearest_capture,
     never_archived,
     not_found,
-    query_params,
     replay,
     url_key,
     wire_headers,
