@@ -83,12 +83,14 @@ def list_records(ctx: click.Context, statuses: tuple[str, ...], as_json: bool) -
     """List records: a table on a terminal, tab-separated lines otherwise."""
     fetcher = open_fetcher(ctx)
     try:
-        records = [r.to_json_dict() for r in select_records(fetcher, statuses)]
+        # Only the listed fields: a whole record holds a preview of up to 3,000 characters.
+        records = [{k: getattr(r, k) for k in LIST_FIELDS}
+                   for r in select_records(fetcher, statuses)]
     finally:
         fetcher.close()
     if as_json:
-        _write_lines(json.dumps({k: data[k] for k in LIST_FIELDS}, ensure_ascii=False,
-                                separators=(",", ":")) for data in records)
+        _write_lines(json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+                     for data in records)
         return
     rows: list[tuple[str, ...]] = [
         (data["resource_id"], data["stable_id"], str(data["status"]),
