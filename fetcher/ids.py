@@ -24,6 +24,7 @@ import string
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -43,6 +44,13 @@ _ARCHIVE_PATH_RE: Final = re.compile(
 _CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SPACE_RE: Final = re.compile(r"\s")
 _KNOWN_ARCHIVE_HOSTS: Final = frozenset({"web.archive.org", "wayback.archive.org"})
+# ASCII digits only: str.isdigit() would let other scripts' digits through.
+_DIGITS_RE: Final = re.compile(r"[0-9]+")
+#: The forms :func:`parse_at` accepts, as its error messages name them.
+AT_FORMS: Final = (
+    "YYYY[MM[DD[hhmmss]]] digits or an ISO 8601 date or date-time"
+    " (2024-01-01, 2024-01-01T12:00:00Z)"
+)
 
 
 def resource_id(url: str) -> str:
@@ -106,6 +114,28 @@ def normalize_timestamp(value: str) -> str:
     except ValueError as exc:
         raise InputError(f"timestamp {value!r} is not a valid date and time") from exc
     return padded
+
+
+def parse_at(value: str) -> str:
+    """A target time as 14 UTC digits, from the forms people type.
+
+    Archive digits, ``YYYY[MM[DD[hh[mm[ss]]]]]``, go through :func:`normalize_timestamp`
+    (padded to the start of the period). Anything else must be an ISO 8601 date or date and
+    time (``2024-01-01``, ``2024-01-01T12:30``, ``2024-01-01T12:30:00+02:00``, ``...Z``),
+    converted to UTC; a date and time without a zone is taken as UTC, the zone every time
+    in snapcache is in. Raises :class:`InputError` naming the accepted forms.
+    """
+    text = value.strip()
+    if _DIGITS_RE.fullmatch(text):
+        return normalize_timestamp(text)
+    try:
+        moment = datetime.fromisoformat(text)
+        if moment.utcoffset() is None:
+            moment = moment.replace(tzinfo=UTC)
+        # A zone offset can push year 1 or 9999 out of range: that is no target either.
+        return to_timestamp14(moment.astimezone(UTC))
+    except (ValueError, OverflowError):
+        raise InputError(f"{value!r} is not a time: expected {AT_FORMS}") from None
 
 
 def timestamp_now() -> str:

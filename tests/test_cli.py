@@ -129,10 +129,10 @@ def test_unknown_config_key_is_a_usage_error_naming_the_key(tmp_path: Path,
     assert "Traceback" not in out.stderr
 
 
-def test_bad_at_is_reported_not_raised(cfg: Path) -> None:
+def test_bad_at_is_a_usage_error_not_raised(cfg: Path) -> None:
     out = run("--config", str(cfg), "fetch", "--at", "2026-13-01", NTIA_URL)
-    assert out.returncode == 1
-    assert "timestamp" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2
+    assert "'--at'" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_hostile_title_never_reaches_the_terminal_raw(cfg: Path, emulator: Any) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from snapcache.demo.wayback import sha1_base32
 
 from tests import wayback_emulator
 from tests.wayback_emulator import WaybackEmulator, add_demo_captures, parse_cdx_lines, url_key
@@ -447,7 +448,7 @@ def test_playback_gzip_quirk_sends_plain_bytes_for_identity(
     assert r.content == HTML
     # the CDX digest covers the stored (gzipped) payload, as on the real archive
     row = cdx_text_rows(bclient.get("/cdx/search/cdx", params={"url": "example.com/gz"}))[0]
-    assert row[5] != wayback_emulator._sha1_base32(HTML)
+    assert row[5] != sha1_base32(HTML)
 
 
 def test_view_mode_wraps_html_in_toolbar_page_without_memento_datetime(
@@ -525,7 +526,7 @@ def test_cdx_json_output_has_header_row_and_string_values(
         "https://example.com/",
         "text/html",
         "200",
-        wayback_emulator._sha1_base32(b"a"),
+        sha1_base32(b"a"),
         "1",
     ]
     assert data[2][2] == "http://www.example.com/"

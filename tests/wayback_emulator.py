@@ -1,6 +1,8 @@
 """A loopback emulator of the Internet Archive's Wayback Machine, for tests.
 
-Stdlib + PyYAML only.  Start it in-process::
+Stdlib + PyYAML, on top of :mod:`snapcache.demo.wayback` and :mod:`snapcache.demo.server`
+(URL keys, playback redirects, the CDX query pipeline and the reply writer, which the
+packaged demo archive uses too).  Start it in-process::
 
     with WaybackEmulator() as emu:
         emu.add_capture("https://example.com/", "20240101000000", body=b"<html>...</html>")
@@ -30,11 +32,8 @@ Run standalone: ``python tests/wayback_emulator.py --port 8765 --demo``.
 from __future__ import annotations
 
 import argparse
-import base64
-import calendar
 import contextlib
 import gzip
-import hashlib
 import html
 import json
 import random
@@ -47,17 +46,40 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from email.utils import formatdate
+from dataclasses import dataclass
 from functools import lru_cache
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
+from snapcache.demo.cdx import cdx_reply, matching_keys, query_params
+from snapcache.demo.server import ReplyHandler
+from snapcache.demo.wayback import (
+    ARCHIVE_HOSTS,
+    CDX_FIELDS,
+    PLAYBACK_RE,
+    Capture,
+    RecordedResponse,
+    Reply,
+    archive_page,
+    capture_from_recording,
+    format_http_date,
+    found_redirect,
+    http_reason,
+    maybe_unquote,
+    nearest_capture,
+    never_archived,
+    not_found,
+    now_timestamp,
+    pad_timestamp,
+    replay,
+    surt_urlkey,
+    timestamp_seconds,
+    url_key,
+)
 
 __all__ = [
     "CDX_FIELDS",
@@ -77,16 +99,6 @@ __all__ = [
 
 DEFAULT_RECORDINGS_DIR: Path = Path(__file__).resolve().parent / "data" / "recordings"
 
-CDX_FIELDS: tuple[str, ...] = (
-    "urlkey",
-    "timestamp",
-    "original",
-    "mimetype",
-    "statuscode",
-    "digest",
-    "length",
-)
-
 POOLS: tuple[str, ...] = ("cdx", "playback", "availability", "other")
 
 RATE_LIMIT_BODY: bytes = (
@@ -94,118 +106,7 @@ RATE_LIMIT_BODY: bytes = (
     b"You have sent too many requests in a given amount of time.\n</body></html>"
 )
 
-CDX_BLOCKED_MESSAGE: str = (
-    "org.archive.util.io.RuntimeIOException: "
-    "org.archive.wayback.exception.AdministrativeAccessControlException: Blocked Site Error"
-)
-
-_ARCHIVE_HOSTS: tuple[str, ...] = ("https://web.archive.org", "http://web.archive.org")
-_ENCODED_SCHEME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*%3[aA]")
-_SCHEME_RE = re.compile(r"^(?:https?|ftp):/*", re.IGNORECASE)
-_WWW_RE = re.compile(r"^www\d*\.")
-_PLAYBACK_RE = re.compile(r"^(\d{1,14})([a-z]{2}_)?/(.*)$", re.DOTALL)
-_WAYBACK_TARGET_RE = re.compile(
-    r"^(?:https?:)?(?://web\.archive\.org)?/web/\d{1,14}(?:[a-z]{2}_)?/(.*)$", re.DOTALL
-)
-_LINK_ORIGINAL_RE = re.compile(r'<([^>]*)>;\s*rel="original"')
 _HOP_BY_HOP = frozenset({"content-encoding", "transfer-encoding", "content-length"})
-
-
-# --------------------------------------------------------------------------------------
-# URL and timestamp helpers
-# --------------------------------------------------------------------------------------
-
-
-def _maybe_unquote(original: str) -> str:
-    """Unquote an original URL given percent-encoded (``http%3A//host%3A80/``)."""
-    if _ENCODED_SCHEME_RE.match(original):
-        return unquote(original)
-    return original
-
-
-def _split_key_source(url: str) -> tuple[str, str]:
-    """Return (host, path+query) the way :func:`url_key` canonicalises them."""
-    u = _maybe_unquote(url.strip()).split("#", 1)[0]
-    u = _SCHEME_RE.sub("", u, count=1).lstrip("/")
-    m = re.match(r"^([^/?]*)(.*)$", u, re.DOTALL)
-    host, rest = (m.group(1), m.group(2)) if m else (u, "")
-    if "@" in host:
-        host = host.rsplit("@", 1)[1]
-    host = host.lower().rstrip(".")
-    if host.endswith(":80") or host.endswith(":443"):
-        host = host.rsplit(":", 1)[0]
-    host = _WWW_RE.sub("", host)
-    if not rest or rest.startswith("?"):
-        rest = "/" + rest
-    return host, rest
-
-
-def url_key(url: str) -> str:
-    """Canonical index key: ``host/path?query`` (scheme, ``www\\d*.``, :80/:443 folded).
-
-    >>> url_key("https://WWW.Example.com:443")
-    'example.com/'
-    >>> url_key("http%3A//www.commoncrawl.org%3A80/")
-    'commoncrawl.org/'
-    """
-    host, rest = _split_key_source(url)
-    return host + rest
-
-
-def surt_urlkey(url: str) -> str:
-    """SURT form as the CDX server prints it, e.g. ``com,example)/path``."""
-    host, rest = _split_key_source(url)
-    port = ""
-    if ":" in host:
-        host, port = host.rsplit(":", 1)
-        port = ":" + port
-    surt_host = ",".join(reversed([p for p in host.split(".") if p]))
-    return f"{surt_host}{port}){rest}".lower()
-
-
-def _pad_ts(ts: str, filler: str = "0") -> str:
-    if filler == "0":
-        return (ts + "0" * 14)[:14]
-    return ts + "99991231235959"[len(ts) :]
-
-
-def _ts_seconds(ts: str) -> int:
-    """Seconds since the epoch for a (possibly partial or invalid) timestamp."""
-    digits = re.sub(r"\D", "", ts)
-    t = _pad_ts(digits)[:14]
-    year = max(int(t[0:4]), 1)
-    month = min(max(int(t[4:6]), 1), 12)
-    day = min(max(int(t[6:8]), 1), calendar.monthrange(year, month)[1])
-    hour, minute, sec = min(int(t[8:10]), 23), min(int(t[10:12]), 59), min(int(t[12:14]), 59)
-    return calendar.timegm((year, month, day, hour, minute, sec, 0, 0, 0))
-
-
-def format_http_date(ts: str) -> str:
-    """RFC 1123 GMT date of a 14-digit timestamp: ``Fri, 24 Nov 2017 15:13:15 GMT``."""
-    return formatdate(_ts_seconds(ts), usegmt=True)
-
-
-def _now_ts() -> str:
-    return time.strftime("%Y%m%d%H%M%S", time.gmtime())
-
-
-def _sha1_base32(data: bytes) -> str:
-    return base64.b32encode(hashlib.sha1(data).digest()).decode("ascii")
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
-
-
-def _header_get(headers: Iterable[tuple[str, str]], name: str) -> str | None:
-    lname = name.lower()
-    for k, v in headers:
-        if k.lower() == lname:
-            return v
-    return None
 
 
 def parse_cdx_lines(text: str) -> list[list[str]]:
@@ -219,84 +120,9 @@ def parse_cdx_lines(text: str) -> list[list[str]]:
 
 
 @dataclass
-class Capture:
-    """One capture in the emulated index."""
-
-    url: str
-    timestamp: str
-    status: int = 200
-    body: bytes = b""  # as stored (gzip-compressed when gzip_quirk)
-    content_type: str | None = "text/html; charset=utf-8"
-    location: str | None = None  # archived Location (may be relative to url)
-    orig_headers: list[tuple[str, str]] = field(default_factory=list)
-    gzip_quirk: bool = False
-    replayable: bool = True
-    in_cdx: bool = True
-    mimetype: str | None = None
-    reason: str | None = None
-    src: str | None = None
-    #: Send ``body`` as stored with this Content-Encoding, whatever the client asked for
-    #: (a misbehaving archive: hostile-content tests serve gzip bombs this way).
-    content_encoding: str | None = None
-
-    @property
-    def key(self) -> str:
-        return url_key(self.url)
-
-    @property
-    def payload(self) -> bytes:
-        """The decoded archived payload."""
-        if self.gzip_quirk:
-            return gzip.decompress(self.body)
-        return self.body
-
-    @property
-    def target(self) -> str | None:
-        """Absolute archived redirect target."""
-        if self.location is None:
-            return None
-        return urljoin(self.url, self.location)
-
-    def cdx_row(self) -> dict[str, str]:
-        mimetype = self.mimetype
-        if not mimetype:
-            ctype = (self.content_type or "").split(";", 1)[0].strip()
-            mimetype = ctype or "unk"
-        return {
-            "urlkey": surt_urlkey(self.url),
-            "timestamp": self.timestamp,
-            "original": self.url,
-            "mimetype": mimetype,
-            "statuscode": str(self.status),
-            "digest": _sha1_base32(self.body),
-            "length": str(len(self.body)),
-        }
-
-
-@dataclass
-class RecordedResponse:
-    """A real recorded playback response, replayed verbatim."""
-
-    path: str  # /web/... (path + query exactly as requested)
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]  # without Content-Encoding/Transfer-Encoding/Content-Length
-    body: bytes  # decoded
-    source: str  # recording file, relative to the recordings dir
-
-    @property
-    def has_memento_datetime(self) -> bool:
-        return _header_get(self.headers, "Memento-Datetime") is not None
-
-
-@dataclass
-class EmulatorResponse:
+class EmulatorResponse(Reply):
     """A response to write; ``None`` instead of this means: drop the connection."""
 
-    status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-    reason: str | None = None
     #: Fault injection: send only this many body bytes (Content-Length still says all).
     cut_at: int | None = None
     #: With ``cut_at``: end with a TCP reset (RST) instead of a clean close (FIN).
@@ -305,6 +131,11 @@ class EmulatorResponse:
     delay: float = 0.0
     #: Seconds to stall after ``cut_at`` body bytes, then send the rest (a stalled body).
     stall: float = 0.0
+
+
+def _emulated(reply: Reply) -> EmulatorResponse:
+    """A shared answer as one that fault injection can alter."""
+    return EmulatorResponse(reply.status, reply.headers, reply.body, reply.reason)
 
 
 FAULT_KINDS: tuple[str, ...] = ("status", "reset", "short", "slow", "stall", "truncate", "drop")
@@ -363,7 +194,7 @@ def _flatten_headers(headers: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _path_of(uri: str) -> str | None:
-    for host in _ARCHIVE_HOSTS:
+    for host in ARCHIVE_HOSTS:
         if uri.startswith(host + "/web/"):
             return uri[len(host) :]
     return None
@@ -388,7 +219,9 @@ def _load_recordings_cached(root: str) -> tuple[RecordedResponse, ...]:
                 RecordedResponse(
                     path=path,
                     status=int(resp["status"]["code"]),
-                    reason=str(resp["status"].get("message") or _reason(resp["status"]["code"])),
+                    reason=str(
+                        resp["status"].get("message") or http_reason(resp["status"]["code"])
+                    ),
                     headers=_flatten_headers(resp.get("headers") or {}),
                     body=_decode_body((resp.get("body") or {}).get("string")),
                     source=str(f.relative_to(base)),
@@ -407,7 +240,7 @@ def _load_recordings_cached(root: str) -> tuple[RecordedResponse, ...]:
                 RecordedResponse(
                     path=path,
                     status=status,
-                    reason=_reason(status),
+                    reason=http_reason(status),
                     headers=_flatten_headers(rec.get("response_headers") or {}),
                     body=_decode_body(rec.get("response_text")),
                     source=str(f.relative_to(base)),
@@ -419,37 +252,6 @@ def _load_recordings_cached(root: str) -> tuple[RecordedResponse, ...]:
 def load_recordings(root: Path | str = DEFAULT_RECORDINGS_DIR) -> list[RecordedResponse]:
     """All recorded playback responses under ``root`` (parsed once per process)."""
     return list(_load_recordings_cached(str(Path(root).resolve())))
-
-
-def _capture_from_recording(rec: RecordedResponse) -> Capture | None:
-    """Turn an id_ memento recording into an index capture (None if not a memento)."""
-    m = _PLAYBACK_RE.match(rec.path[len("/web/") :])
-    if not m or (m.group(2) or "") != "id_" or not rec.has_memento_datetime:
-        return None
-    link = _header_get(rec.headers, "Link") or ""
-    lm = _LINK_ORIGINAL_RE.search(link)
-    url = html.unescape(lm.group(1)) if lm else _maybe_unquote(m.group(3))
-    location = _header_get(rec.headers, "Location")
-    if location is not None:
-        tm = _WAYBACK_TARGET_RE.match(location)
-        if tm:
-            location = tm.group(1)
-    orig = [
-        (k[len("x-archive-orig-") :], v)
-        for k, v in rec.headers
-        if k.lower().startswith("x-archive-orig-")
-    ]
-    return Capture(
-        url=url,
-        timestamp=_pad_ts(m.group(1)),
-        status=rec.status,
-        body=rec.body,
-        content_type=_header_get(rec.headers, "Content-Type"),
-        location=location,
-        orig_headers=orig,
-        reason=rec.reason,
-        src=_header_get(rec.headers, "x-archive-src"),
-    )
 
 
 # --------------------------------------------------------------------------------------
@@ -498,20 +300,12 @@ class _Server(ThreadingHTTPServer):
         pass
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "nginx"
-    sys_version = ""
+class _Handler(ReplyHandler):
     timeout = 30
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
-
-    def setup(self) -> None:
-        super().setup()
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _dispatch(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -537,33 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if resp.cut_at is not None:
             self.close_connection = True
-        self.send_response_only(resp.status, resp.reason or _reason(resp.status))
-        names = {k.lower() for k, _ in resp.headers}
-        if "date" not in names:
-            self.send_header("Date", self.date_time_string())
-        if "server" not in names:
-            self.send_header("Server", self.version_string())
-        for k, v in resp.headers:
-            if k.lower() == "connection":
-                continue
-            v = v.replace("\r", " ").replace("\n", " ")
-            try:
-                v.encode("latin-1")
-            except UnicodeEncodeError:
-                v = v.encode("utf-8").decode("latin-1")
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(resp.body)))
-        self.send_header("Connection", "close" if self.close_connection else "keep-alive")
-        # one write for head + body (two small writes hit Nagle/delayed-ACK stalls)
-        buf: list[bytes] = self.__dict__["_headers_buffer"]  # filled by send_header()
-        buf.append(b"\r\n")
-        body = resp.body if resp.cut_at is None else resp.body[: resp.cut_at]
-        if self.command != "HEAD":
-            buf.append(body)
-        data = b"".join(buf)
-        buf.clear()
-        self.wfile.write(data)
-        self.wfile.flush()
+        self.send_reply(resp, resp.body if resp.cut_at is None else resp.body[: resp.cut_at])
         if resp.cut_at is None or self.command == "HEAD":
             return
         if resp.stall > 0:
@@ -710,15 +478,15 @@ class WaybackEmulator:
                     continue
                 self._recordings[rec.path] = rec
                 added += 1
-            cap = _capture_from_recording(rec)
+            cap = capture_from_recording(rec)
             if cap is not None:
                 self._add_capture_obj(cap, replace=False)
             elif not rec.has_memento_datetime and b"has been excluded from the Wayback" in rec.body:
                 # the real archive excludes such sites as a whole (see also the CDX 403
                 # recording for the same site): exclude the host, not just this URL
-                m = _PLAYBACK_RE.match(rec.path[len("/web/") :])
+                m = PLAYBACK_RE.match(rec.path[len("/web/") :])
                 if m:
-                    self.add_excluded(url_key(_maybe_unquote(m.group(3))).split("/", 1)[0])
+                    self.add_excluded(url_key(maybe_unquote(m.group(3))).split("/", 1)[0])
         return added
 
     @property
@@ -760,7 +528,7 @@ class WaybackEmulator:
             stored = gzip.compress(body, mtime=0)
         cap = Capture(
             url=url,
-            timestamp=_pad_ts(timestamp),
+            timestamp=pad_timestamp(timestamp),
             status=status,
             body=stored,
             content_type=content_type,
@@ -1019,14 +787,14 @@ class WaybackEmulator:
         if route is not None:
             return route[1](method, path, hdrs, body)
         if method not in ("GET", "HEAD"):
-            return self._not_found()
+            return _emulated(not_found())
         if pool == "cdx":
             return self._cdx(path)
         if pool == "playback":
             return self._playback(path, hdrs)
         if pool == "availability":
             return self._availability(path)
-        return self._not_found()
+        return _emulated(not_found())
 
     def _rate_limited(self, pool: str, now: float) -> EmulatorResponse | None:
         """Caller holds the lock."""
@@ -1062,28 +830,13 @@ class WaybackEmulator:
 
     @staticmethod
     def _outage_response(status: int) -> EmulatorResponse:
-        reason = "Service Temporarily Unavailable" if status == 503 else _reason(status)
+        reason = "Service Temporarily Unavailable" if status == 503 else http_reason(status)
         body = (
             f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
             f"<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n"
             "</body>\r\n</html>\r\n"
         ).encode()
         return EmulatorResponse(status, [("Content-Type", "text/html")], body, reason)
-
-    @staticmethod
-    def _not_found() -> EmulatorResponse:
-        return EmulatorResponse(
-            404,
-            [("Content-Type", "text/html; charset=utf-8")],
-            b"<html><head><title>404 Not Found</title></head>"
-            b"<body><h1>Not Found</h1></body></html>",
-        )
-
-    def _rewrite_archive_host(self, value: str) -> str:
-        base = self.base_url
-        for host in _ARCHIVE_HOSTS:
-            value = value.replace(host, base)
-        return value.replace("//web.archive.org", f"//127.0.0.1:{self.port}")
 
     def _is_excluded(self, key: str) -> bool:
         with self._lock:
@@ -1095,47 +848,30 @@ class WaybackEmulator:
         with self._lock:
             rec = self._recordings.get(path)
         if rec is not None:
-            headers = [
-                (k, self._rewrite_archive_host(v) if k.lower() in ("location", "link") else v)
-                for k, v in rec.headers
-            ]
-            return EmulatorResponse(rec.status, headers, rec.body, rec.reason)
+            return _emulated(replay(rec, self.base_url))
 
         rest = path[len("/web/") :]
-        m = _PLAYBACK_RE.match(rest)
+        m = PLAYBACK_RE.match(rest)
         if m:
             ts_raw: str | None = m.group(1)
             flag, original = m.group(2) or "", m.group(3)
         else:
             ts_raw, flag, original = None, "", rest
-        original = _maybe_unquote(original)
+        original = maybe_unquote(original)
         if not original:
-            return self._not_found()
+            return _emulated(not_found())
         key = url_key(original)
         if self._is_excluded(key):
             return self._excluded_page(original)
         with self._lock:
             caps = [c for c in self._captures.get(key, []) if c.replayable]
-        if not caps:
-            return self._never_archived(original)
-        req_ts = _pad_ts(ts_raw) if ts_raw else _now_ts()
-        req_s = _ts_seconds(req_ts)
-        chosen = min(
-            caps,
-            key=lambda c: (abs(_ts_seconds(c.timestamp) - req_s), c.timestamp, c.url != original),
-        )
-        if chosen.timestamp != req_ts or chosen.url != original:
-            return EmulatorResponse(
-                302,
-                [
-                    ("Content-Type", "text/plain; charset=utf-8"),
-                    ("Location", f"{self.base_url}/web/{chosen.timestamp}{flag}/{chosen.url}"),
-                    ("x-archive-redirect-reason", f"found capture at {chosen.timestamp}"),
-                    ("X-ts", "302"),
-                ],
-                b"",
-                "FOUND",
-            )
+        found = nearest_capture(caps, ts_raw, original)
+        if found is None:
+            return _emulated(never_archived(original))
+        chosen, exact = found
+        if not exact:
+            return _emulated(found_redirect(
+                f"{self.base_url}/web/{chosen.timestamp}{flag}/{chosen.url}", chosen.timestamp))
         return self._serve_capture(chosen, flag, hdrs)
 
     def _link_header(self, cap: Capture) -> str:
@@ -1238,7 +974,7 @@ class WaybackEmulator:
     def _view_redirect_page(self, cap: Capture, src: str) -> EmulatorResponse:
         target = cap.target or ""
         view_target = f"/web/{cap.timestamp}/{target}"
-        when = time.strftime("%H:%M:%S %B %d, %Y", time.gmtime(_ts_seconds(cap.timestamp)))
+        when = time.strftime("%H:%M:%S %B %d, %Y", time.gmtime(timestamp_seconds(cap.timestamp)))
         body = (
             '<!DOCTYPE html>\n<html lang="en">\n  <head>\n    <title></title>\n'
             '  </head>\n  <body>\n<div id="error">\n'
@@ -1260,243 +996,44 @@ class WaybackEmulator:
         ]
         return EmulatorResponse(200, headers, body)
 
-    @staticmethod
-    def _page(title: str, inner: str) -> bytes:
-        return (
-            '<!DOCTYPE html>\n<html lang="en">\n<head>\n'
-            f"<title>{title}</title>\n</head>\n<body>\n"
-            '<div id="positionHome"><section><div id="logoHome"><a href="/web/">'
-            '<img src="/_static/images/toolbar/wayback-toolbar-logo-200.png" '
-            'alt="logo: Internet Archive\'s Wayback Machine"></a></div></section>\n'
-            f'<section><div id="error">\n{inner}\n</div></section></div>\n'
-            "</body>\n</html>\n"
-        ).encode()
-
     def _excluded_page(self, original: str) -> EmulatorResponse:
-        body = self._page(
+        body = archive_page(
             "Wayback Machine",
             "<h2>Sorry.</h2> <p>This URL has been excluded from the Wayback Machine.</p>",
         )
         return EmulatorResponse(200, [("Content-Type", "text/html; charset=utf-8")], body)
 
-    def _never_archived(self, original: str) -> EmulatorResponse:
-        esc = html.escape(original)
-        body = self._page(
-            "Wayback Machine",
-            "<!-- Hrm. The Wayback Machine has not archived that URL. -->\n"
-            "<h2>Hrm.</h2>\n<p>The Wayback Machine has not archived that URL.</p>\n"
-            "<p>Click here to search for all archived pages under\n"
-            f'  <a href="/web/*/{esc}*">{esc}</a>.\n</p>',
-        )
-        return EmulatorResponse(
-            404, [("Content-Type", "text/html; charset=utf-8")], body, "NOT FOUND"
-        )
-
     # ---- CDX ----------------------------------------------------------------------------
 
     def _cdx_candidates(self, url: str, match_type: str) -> list[dict[str, str]]:
-        qkey = url_key(url)
-        qhost = qkey.split("/", 1)[0]
         with self._lock:
-            keys = set(self._captures) | set(self._raw_cdx)
-
-            def matches(k: str) -> bool:
-                if match_type == "prefix":
-                    return k.startswith(qkey)
-                khost = k.split("/", 1)[0]
-                if match_type == "host":
-                    return khost == qhost
-                if match_type == "domain":
-                    return khost == qhost or khost.endswith("." + qhost)
-                return k == qkey
-
-            selected = sorted((k for k in keys if matches(k)), key=surt_urlkey)
             rows: list[dict[str, str]] = []
-            for k in selected:
+            for k in matching_keys(set(self._captures) | set(self._raw_cdx), url, match_type):
                 rows += [c.cdx_row() for c in self._captures.get(k, []) if c.in_cdx]
                 rows += [dict(zip(CDX_FIELDS, r, strict=True)) for r in self._raw_cdx.get(k, [])]
         return rows
 
-    @staticmethod
-    def _cdx_error(status: int, message: str) -> EmulatorResponse:
-        return EmulatorResponse(
-            status, [("Content-Type", "text/plain;charset=UTF-8")], (message + "\n").encode()
-        )
+    def _cdx_rows(self, url: str, match_type: str) -> list[dict[str, str]] | None:
+        """The CDX rows a query sees, or None when the site is excluded (a 403)."""
+        if self._is_excluded(url_key(url)):
+            return None
+        return self._cdx_candidates(url, match_type)
 
     def _cdx(self, path: str) -> EmulatorResponse:
         parts = urlsplit(path)
-        params = parse_qsl(parts.query, keep_blank_values=True)
-        multi: dict[str, list[str]] = {}
-        for k, v in params:
-            multi.setdefault(k, []).append(v)
-
-        def one(name: str, default: str | None = None) -> str | None:
-            vals = multi.get(name)
-            return vals[-1] if vals else default
-
+        multi = query_params(parts.query)
         if parts.path.startswith("/web/timemap/link/") or parts.path == "/web/timemap/link":
-            original = parts.path[len("/web/timemap/link/") :] or (one("url") or "")
-            if parts.query and not one("url"):
+            url = multi.get("url", [""])[-1]
+            original = parts.path[len("/web/timemap/link/") :] or url
+            if parts.query and not url:
                 original += "?" + parts.query
-            return self._timemap_link(_maybe_unquote(original))
+            return self._timemap_link(maybe_unquote(original))
         if parts.path in ("/web/timemap/json", "/web/timemap/cdx", "/web/timemap"):
             if parts.path.endswith("/json") and "output" not in multi:
                 multi["output"] = ["json"]
         elif parts.path not in ("/cdx/search/cdx", "/cdx/search"):
-            return self._not_found()
-
-        url = one("url")
-        if not url:
-            return self._cdx_error(400, "java.lang.IllegalArgumentException: url is required")
-        match_type = (one("matchType") or "exact").lower()
-        if url.endswith("*"):
-            url, match_type = url[:-1], "prefix"
-        if url.startswith("*."):
-            url, match_type = url[2:], "domain"
-        if self._is_excluded(url_key(url)):
-            return EmulatorResponse(
-                403,
-                [
-                    ("Content-Type", "text/plain;charset=UTF-8"),
-                    ("X-Archive-Wayback-Runtime-Error", CDX_BLOCKED_MESSAGE),
-                    ("X-ts", "403"),
-                ],
-                (CDX_BLOCKED_MESSAGE + "\n").encode(),
-                "Forbidden",
-            )
-        rows = self._cdx_candidates(url, match_type)
-
-        fl_raw = one("fl")
-        fl = [f.strip() for f in fl_raw.split(",") if f.strip()] if fl_raw else list(CDX_FIELDS)
-        for f in fl:
-            if f not in CDX_FIELDS:
-                return self._cdx_error(400, f"java.lang.IllegalArgumentException: bad field {f}")
-
-        frm, to = one("from"), one("to")
-        if frm:
-            lo = _pad_ts(frm)
-            rows = [r for r in rows if r["timestamp"] >= lo]
-        if to:
-            hi = _pad_ts(to, "9")
-            rows = [r for r in rows if r["timestamp"] <= hi]
-
-        for spec in multi.get("filter", []):
-            substring = spec.startswith("~")
-            s = spec[1:] if substring else spec
-            negate = s.startswith("!")
-            s = s[1:] if negate else s
-            fname, _, pattern = s.partition(":")
-            if fname.isdigit() and int(fname) < len(CDX_FIELDS):
-                fname = CDX_FIELDS[int(fname)]
-            if fname not in CDX_FIELDS:
-                return self._cdx_error(
-                    400, f"java.lang.IllegalArgumentException: bad filter {spec}"
-                )
-            if substring:
-                rows = [r for r in rows if (pattern in r[fname]) != negate]
-            else:
-                try:
-                    rx = re.compile(pattern)
-                except re.error:
-                    return self._cdx_error(
-                        400, f"java.util.regex.PatternSyntaxException: {pattern}"
-                    )
-                rows = [r for r in rows if (rx.fullmatch(r[fname]) is not None) != negate]
-
-        for spec in multi.get("collapse", []):
-            fname, _, n = spec.partition(":")
-            if fname not in CDX_FIELDS:
-                continue
-            width = int(n) if n.isdigit() else None
-            collapsed: list[dict[str, str]] = []
-            last: str | None = None
-            for r in rows:
-                v = r[fname][:width] if width is not None else r[fname]
-                if v != last:
-                    collapsed.append(r)
-                last = v
-            rows = collapsed
-
-        sort = (one("sort") or "default").lower()
-        closest = one("closest")
-        if closest and sort == "closest":
-            target = _ts_seconds(closest)
-            rows = sorted(rows, key=lambda r: abs(_ts_seconds(r["timestamp"]) - target))
-        elif sort == "reverse":
-            rows = list(reversed(rows))
-
-        resume = one("resumeKey")
-        if resume:
-            try:
-                rk_urlkey, rk_ts = self._decode_resume_key(resume)
-            except ValueError:
-                return self._cdx_error(400, "java.lang.IllegalArgumentException: bad resumeKey")
-            pos = max(
-                (
-                    i
-                    for i, r in enumerate(rows)
-                    if (r["urlkey"], r["timestamp"]) == (rk_urlkey, rk_ts)
-                ),
-                default=-1,
-            )
-            rows = rows[pos + 1 :]
-
-        offset = one("offset")
-        if offset and offset.isdigit():
-            rows = rows[int(offset) :]
-
-        if one("showNumPages", "false") == "true":
-            return EmulatorResponse(200, [("Content-Type", "text/plain")], b"1\n")
-        page = one("page")
-        if page and page.isdigit() and int(page) > 0:
-            rows = []
-
-        resume_key: str | None = None
-        limit_raw = one("limit")
-        if limit_raw:
-            try:
-                limit = int(limit_raw)
-            except ValueError:
-                return self._cdx_error(400, "java.lang.NumberFormatException: limit")
-            if limit >= 0:
-                if len(rows) > limit and limit > 0 and one("showResumeKey", "false") == "true":
-                    last_row = rows[limit - 1]
-                    resume_key = self._encode_resume_key(last_row["urlkey"], last_row["timestamp"])
-                rows = rows[:limit]
-            else:
-                rows = rows[limit:]
-
-        table = [[r[f] for f in fl] for r in rows]
-        headers: list[tuple[str, str]] = [("X-location", "cdx"), ("X-Page-Cache", "BYPASS")]
-        if (one("output") or "").lower() == "json":
-            out_rows: list[list[str]] = [list(fl), *table] if table else []
-            if resume_key is not None:
-                out_rows += [[], [resume_key]]
-            body = (
-                "[" + ",\n".join(json.dumps(r, separators=(",", ":")) for r in out_rows) + "]\n"
-            ).encode()
-            headers.insert(0, ("Content-Type", "application/json"))
-        else:
-            text = "".join(" ".join(r) + "\n" for r in table)
-            if resume_key is not None:
-                text += "\n" + resume_key + "\n"
-            body = text.encode("utf-8")
-            headers.insert(0, ("Content-Type", "text/plain;charset=UTF-8"))
-        return EmulatorResponse(200, headers, body)
-
-    @staticmethod
-    def _encode_resume_key(urlkey: str, ts: str) -> str:
-        """2026 format: base64url(zlib("<urlkey> <last returned ts>"))."""
-        return base64.urlsafe_b64encode(zlib.compress(f"{urlkey} {ts}".encode())).decode()
-
-    @staticmethod
-    def _decode_resume_key(key: str) -> tuple[str, str]:
-        try:
-            raw = zlib.decompress(base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))).decode()
-        except (zlib.error, ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(key) from exc
-        urlkey, _, ts = raw.rpartition(" ")
-        return urlkey, ts
+            return _emulated(not_found())
+        return _emulated(cdx_reply(multi, self._cdx_rows))
 
     def _timemap_link(self, original: str) -> EmulatorResponse:
         caps = [c for c in self.captures_for(original) if c.in_cdx]
@@ -1524,7 +1061,7 @@ class WaybackEmulator:
     def _availability(self, path: str) -> EmulatorResponse:
         parts = urlsplit(path)
         if parts.path.rstrip("/") != "/wayback/available":
-            return self._not_found()
+            return _emulated(not_found())
         q = dict(parse_qsl(parts.query, keep_blank_values=True))
         url = q.get("url", "")
         data: dict[str, Any] = {"url": url, "archived_snapshots": {}}
@@ -1532,9 +1069,9 @@ class WaybackEmulator:
         if url and not self._is_excluded(url_key(url)):
             caps = [c for c in self.captures_for(url) if c.replayable]
             if caps:
-                target = _ts_seconds(_pad_ts(ts)) if ts else _ts_seconds(_now_ts())
+                target = timestamp_seconds(pad_timestamp(ts) if ts else now_timestamp())
                 best = min(
-                    caps, key=lambda c: (abs(_ts_seconds(c.timestamp) - target), c.timestamp)
+                    caps, key=lambda c: (abs(timestamp_seconds(c.timestamp) - target), c.timestamp)
                 )
                 data["archived_snapshots"] = {
                     "closest": {

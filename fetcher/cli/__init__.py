@@ -8,7 +8,8 @@ module imports this package.
 
 Exit codes: 0 every URL reached a final outcome (ok, not_archived, archived_error, blocked);
 1 some URL ended in error or was invalid; 2 usage or configuration error; 75 deferred (the
-archive paused us) or another run holds the cache; 130/143 interrupted by SIGINT/SIGTERM.
+archive paused us) or another run holds the cache; 130/143 interrupted by SIGINT/SIGTERM;
+141 the output was closed (``| head``).
 """
 
 from .app import cli, main

@@ -10,8 +10,9 @@ import click
 from snapcache.cache.errors import UnsafeLocationError
 
 from ..config import LegacyStoreWarning, legacy_store_note, load_config
+from ..demo import demo_archive
 from ..errors import ConfigError, SnapcacheError
-from .common import DAMAGED_SKIPPED, EXIT_SOME_FAILED, EXIT_USAGE, die
+from .common import DAMAGED_SKIPPED, EXIT_SOME_FAILED, EXIT_USAGE, die, exit_closed_pipe
 from .db import copy_store_command, db
 from .records import export, list_records, stats
 from .run import refetch, run
@@ -24,7 +25,9 @@ class _Group(click.Group):
     pickle, a damaged store file or record, a damaged rate-limit state file) or a file that
     cannot be written ends with one clear line and exit 1, never a traceback. A folder or
     file refused as unsafe (others could write it) exits 2, as any unusable setting does.
-    A command that skipped damaged records (and named them) exits 1 once it is done."""
+    A command that skipped damaged records (and named them) exits 1 once it is done. A
+    closed output pipe (``| head``) is no error: every command then ends quietly with exit
+    141."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -33,6 +36,8 @@ class _Group(click.Group):
             if not exc.code and ctx.meta.get(DAMAGED_SKIPPED):
                 sys.exit(EXIT_SOME_FAILED)
             raise
+        except BrokenPipeError:
+            exit_closed_pipe()
         except UnsafeLocationError as exc:
             die(f"error: {exc}", EXIT_USAGE)
         except (SnapcacheError, OSError) as exc:
@@ -56,6 +61,11 @@ class _Group(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """snapcache: keep cited sources readable through the Wayback Machine."""
+    if ctx.invoked_subcommand == demo_archive.name:
+        # The demo writes its own config; a stale $SNAPCACHE_CONFIG (an earlier demo's,
+        # since removed) must not stop it from starting.
+        ctx.obj = {}
+        return
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -80,11 +90,20 @@ cli.add_command(stats)
 cli.add_command(db)
 cli.add_command(copy_store_command)
 cli.add_command(serve)
+cli.add_command(demo_archive)
 
 
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="snapcache")
+    try:
+        try:
+            cli(prog_name="snapcache")
+        finally:
+            # Output still buffered when a command ends meets a closed pipe here, where it
+            # can end quietly, rather than in the interpreter's last flush.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        exit_closed_pipe()
 
 
 __all__ = ["cli", "main"]

@@ -3,13 +3,15 @@ sanitiser for terminal output and opening the fetcher.
 
 Exit codes: 0 every URL reached a final outcome (ok, not_archived, archived_error, blocked);
 1 some URL ended in error or was invalid; 2 usage or configuration error; 75 deferred (the
-archive paused us) or another run holds the cache; 130/143 interrupted by SIGINT/SIGTERM.
-They are defined here only: the library reports how a run ended as
-:attr:`~snapcache.runner.RunSummary.verdict` and :func:`exit_code_for` maps it.
+archive paused us) or another run holds the cache; 130/143 interrupted by SIGINT/SIGTERM;
+141 the output was closed (``snapcache export | head -1``). They are defined here only:
+the library reports how a run ended as :attr:`~snapcache.runner.RunSummary.verdict` and
+:func:`exit_code_for` maps it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Final, NoReturn
@@ -30,6 +32,8 @@ EXIT_USAGE: Final = 2
 EXIT_DEFERRED: Final = 75
 EXIT_SIGINT: Final = 130
 EXIT_SIGTERM: Final = 143
+#: 128 + SIGPIPE: what a shell reports for a program ended by a closed pipe (`| head`).
+EXIT_CLOSED_PIPE: Final = 141
 
 _VERDICT_EXIT_CODES: Final[dict[Verdict, int]] = {
     "ok": EXIT_OK,
@@ -65,6 +69,24 @@ def die(message: str, code: int = EXIT_USAGE) -> NoReturn:
     sys.exit(code)
 
 
+def exit_closed_pipe() -> NoReturn:
+    """End quietly because whoever read our output stopped reading (``| head -1``).
+
+    Python ignores SIGPIPE, so a write to a closed pipe raises :class:`BrokenPipeError`
+    instead of ending the program the way the shell expects. Nothing is printed: stderr
+    often goes to the same closed pipe, and a reader that stopped wants no complaint. The
+    standard output is pointed at ``/dev/null`` first, or the interpreter's last flush
+    would fail again and print "Exception ignored" on the way out.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file behind stdout (a test runner's buffer)
+        pass
+    sys.exit(EXIT_CLOSED_PIPE)
+
+
 def open_fetcher(ctx: click.Context) -> Fetcher:
     """A :class:`Fetcher` on the group's config, or exit 2 with why the cache cannot open."""
     config: Config = ctx.obj["config"]
@@ -97,6 +119,7 @@ def select_records(fetcher: Fetcher, statuses: Iterable[str]) -> Iterator[Record
 
 __all__ = [
     "DAMAGED_SKIPPED",
+    "EXIT_CLOSED_PIPE",
     "EXIT_DEFERRED",
     "EXIT_OK",
     "EXIT_SIGINT",
@@ -106,6 +129,7 @@ __all__ = [
     "STATUS_CHOICE",
     "clean",
     "die",
+    "exit_closed_pipe",
     "exit_code_for",
     "open_fetcher",
     "report_damaged",

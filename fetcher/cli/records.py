@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import stat
 import sys
@@ -66,35 +65,76 @@ def _write_export(fetcher: Fetcher, fh: IO[str], fmt: str, statuses: Iterable[st
             fh.write(record.to_json() + "\n")
 
 
+#: The fields ``list`` shows, in order (``--json`` uses these names).
+LIST_FIELDS: tuple[str, ...] = (
+    "resource_id", "stable_id", "status", "capture_timestamp", "title", "url",
+)
+
+
 @click.command(name="list")
 @click.option("--status", "statuses", multiple=True, type=STATUS_CHOICE,
               help="Only records with this status (repeatable).")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per record, with the listed fields (title uncut).")
 @click.pass_context
-def list_records(ctx: click.Context, statuses: tuple[str, ...]) -> None:
+def list_records(ctx: click.Context, statuses: tuple[str, ...], as_json: bool) -> None:
     """List records: a table on a terminal, tab-separated lines otherwise."""
     fetcher = open_fetcher(ctx)
     try:
-        rows: list[tuple[str, ...]] = [
-            (r.resource_id, r.stable_id, str(r.status), r.capture_timestamp or "-",
-             clean(r.title or "")[:60], clean(r.url))
-            for r in select_records(fetcher, statuses)
-        ]
+        # Only the listed fields: a whole record holds a preview of up to 3,000 characters.
+        records = [{k: getattr(r, k) for k in LIST_FIELDS}
+                   for r in select_records(fetcher, statuses)]
     finally:
         fetcher.close()
+    if as_json:
+        _write_lines(json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+                     for data in records)
+        return
+    rows: list[tuple[str, ...]] = [
+        (data["resource_id"], data["stable_id"], str(data["status"]),
+         data["capture_timestamp"] or "-", clean(data["title"] or "")[:60], clean(data["url"]))
+        for data in records
+    ]
     header: tuple[str, ...] = ("resource_id", "stable_id", "status", "captured", "title", "url")
     if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(*header)
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
+        _print_table(header, rows)
         return
-    buffer = io.StringIO()
-    for row in (header, *rows):
-        buffer.write("\t".join(row) + "\n")
-    click.echo(buffer.getvalue(), nl=False)
+    _write_lines("\t".join(row) for row in (header, *rows))
+
+
+def _write_lines(lines: Iterable[str]) -> None:
+    # Line by line through the stream's buffer, one flush at the end: fast, and a reader
+    # that goes away (| head) is noticed at the next buffer-full rather than lost in one
+    # huge write that the pipe takes only part of.
+    out = sys.stdout
+    for line in lines:
+        out.write(line + "\n")
+    out.flush()
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console()
+    # IDs are what people copy into `show` and `move`: they are never cut or wrapped. The
+    # title and the URL share what is left (a third and two thirds), each cut with an
+    # ellipsis. The widths are worked out here: rich's own shrinking squeezes every column,
+    # and with ratios it can drop the fixed ones entirely.
+    widths = [max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(header)]
+    fixed = sum(widths[:-2]) + 2 * (len(header) - 1)  # two spaces between columns
+    room = max(console.width - fixed, 12)
+    title_width = min(widths[-2], max(room // 3, 6))
+    url_width = max(min(widths[-1], room - title_width), 6)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for name, width in zip(header, [*widths[:-2], title_width, url_width], strict=True):
+        table.add_column(name, no_wrap=True, overflow="ellipsis", width=width)
+    for row in rows:
+        # Text, not str: a title like "[/]" is text to show, not rich markup to parse.
+        table.add_row(*(Text(cell) for cell in row))
+    console.print(table)
 
 
 def _store_size(directory: Path) -> int:
@@ -147,4 +187,4 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"cache size: {human_size(size)} at {clean(directory)}")
 
 
-__all__ = ["export", "list_records", "stats"]
+__all__ = ["LIST_FIELDS", "export", "list_records", "stats"]

@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,11 +24,15 @@ from .common import (
     STATUS_CHOICE,
     clean,
     die,
+    exit_closed_pipe,
     exit_code_for,
     open_fetcher,
     select_records,
 )
 from .lock import RunLock, RunLockedError
+
+if TYPE_CHECKING:
+    from rich.progress import ProgressColumn
 
 
 def _count_lines(path: str) -> int | None:
@@ -39,37 +43,80 @@ def _count_lines(path: str) -> int | None:
         return None
 
 
-class _Reporter:
-    """Per-URL output: a rich progress bar on a terminal, plain lines otherwise."""
+_RATE_WIDTH = 8  # "1234.5/s"
+_CLOCK_WIDTH = 7  # "0:12:34"
+#: The room the outcome counts keep before an optional column is added.
+_COUNTS_ROOM = 24
 
-    def __init__(self, *, quiet: bool, as_json: bool, total: int | None) -> None:
+
+def progress_columns(width: int, total: int | None) -> list[ProgressColumn]:
+    """The run's progress bar columns for a terminal ``width`` columns wide.
+
+    Done/total, per cent, rate and ETA always fit; the bar, the elapsed time and the
+    ``snapcache run`` label are added while the outcome counts keep room to be read, and
+    the counts, last, are cut with an ellipsis rather than squeezing the figures.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.table import Column
+
+    digits = len(str(total)) if total else 5
+    # Each column is followed by one space; fixed widths keep the line from jittering.
+    done = MofNCompleteColumn(table_column=Column(no_wrap=True, min_width=2 * digits + 1))
+    rate = TextColumn("{task.fields[rate]}",
+                      table_column=Column(no_wrap=True, min_width=_RATE_WIDTH))
+    # What is left beside done/total, per cent ("100%"), rate and ETA.
+    room = width - (2 * digits + 2) - 5 - (_RATE_WIDTH + 1) - (_CLOCK_WIDTH + 1)
+    # The wide terminal's full bar, or a short one; then the optional parts, most useful
+    # first, each only while the counts keep their room.
+    bar_width = 40 if room >= 41 + (_CLOCK_WIDTH + 1) + 14 + _COUNTS_ROOM else 10
+    shown: set[str] = set()
+    for part, cost in (("bar", bar_width + 1), ("elapsed", _CLOCK_WIDTH + 1), ("label", 14)):
+        if room - cost >= _COUNTS_ROOM:
+            room -= cost
+            shown.add(part)
+    columns: list[ProgressColumn] = []
+    if "label" in shown:
+        columns.append(TextColumn("[bold]snapcache run"))
+    if "bar" in shown:
+        columns.append(BarColumn(bar_width=bar_width))
+    columns += [done, TaskProgressColumn(), rate]
+    if "elapsed" in shown:
+        columns.append(TimeElapsedColumn())
+    columns.append(TimeRemainingColumn())
+    columns.append(TextColumn("{task.fields[counts]}", table_column=Column(
+        no_wrap=True, overflow="ellipsis", max_width=max(room - 1, 1))))
+    return columns
+
+
+class _Reporter:
+    """Per-URL output: a rich progress bar on a terminal, plain lines otherwise. A closed
+    output pipe (``| head``) stops the run quietly: see :attr:`pipe_closed`."""
+
+    def __init__(self, *, quiet: bool, as_json: bool, total: int | None,
+                 control: RunControl) -> None:
         self.quiet = quiet
         self.out = sys.stderr if as_json else sys.stdout
         self.counts: Counter[str] = Counter()
+        self.control = control
+        #: Set when a line met a closed pipe; the run was then asked to stop.
+        self.pipe_closed = False
         self.progress: Any = None
         self.task: Any = None
         if not quiet and sys.stderr.isatty():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TaskProgressColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from rich.console import Console
+            from rich.progress import Progress
 
-            self.progress = Progress(
-                TextColumn("[bold]snapcache run"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TaskProgressColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[counts]}"),
-                transient=False,
-            )
+            # The bar goes where the terminal was found: stderr (stdout may be a pipe).
+            console = Console(stderr=True)
+            self.progress = Progress(*progress_columns(console.width, total),
+                                     console=console, transient=False)
             self.task = self.progress.add_task("run", total=total, rate="", counts="")
             self.progress.start()
 
@@ -108,10 +155,18 @@ class _Reporter:
             self._line(f"line {event.line}: deferred {url}")
 
     def _line(self, text: str, err: bool = False) -> None:
-        if self.progress is not None:
-            self.progress.console.print(text, markup=False, highlight=False)
-        else:
-            click.echo(text, file=sys.stderr if err else self.out)
+        if self.pipe_closed:
+            return
+        try:
+            if self.progress is not None:
+                self.progress.console.print(text, markup=False, highlight=False)
+            else:
+                click.echo(text, file=sys.stderr if err else self.out)
+        except BrokenPipeError:
+            # Whoever read the lines stopped (| head): stop the run as a signal would,
+            # nothing half-written, and end quietly once it has (exit_closed_pipe).
+            self.pipe_closed = True
+            self.control.stop("SIGPIPE")
 
     def close(self) -> None:
         if self.progress is not None:
@@ -183,7 +238,7 @@ def _execute_run(
         control.stop(signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    reporter = _Reporter(quiet=quiet, as_json=as_json, total=total)
+    reporter = _Reporter(quiet=quiet, as_json=as_json, total=total, control=control)
     try:
         summary = fetcher.run(
             sources, force=force, on_result=reporter, fmt=fmt,  # type: ignore[arg-type]
@@ -194,6 +249,8 @@ def _execute_run(
         reporter.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if reporter.pipe_closed:
+        exit_closed_pipe()
     return summary
 
 
@@ -302,4 +359,4 @@ def refetch(ctx: click.Context, idents: tuple[str, ...], statuses: tuple[str, ..
     sys.exit(exit_code_for(summary.verdict) or code)
 
 
-__all__ = ["refetch", "run", "summary_json_dict"]
+__all__ = ["progress_columns", "refetch", "run", "summary_json_dict"]

@@ -9,6 +9,7 @@ from snapcache.cache.records import FINAL_STATUSES, Record
 
 from ..errors import ConfigError, DeferredError, InputError, SnapcacheError
 from ..extract import sanitize_text
+from ..ids import parse_at
 from .common import (
     EXIT_DEFERRED,
     EXIT_OK,
@@ -20,9 +21,22 @@ from .common import (
 from .render import emit_record, render_card
 
 
+def _target_time(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # Checked while parsing the arguments: a bad --at is a usage error (exit 2) naming the
+    # option, not a failure of every URL.
+    if value is None:
+        return None
+    try:
+        return parse_at(value)
+    except InputError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
 @click.command()
 @click.argument("urls", nargs=-1, required=True)
-@click.option("--at", "at", default=None, help="Target capture time, YYYYMMDD[hhmmss] (UTC).")
+@click.option("--at", "at", default=None, callback=_target_time, metavar="TIME",
+              help="Target capture time (UTC): YYYY[MM[DD[hhmmss]]] or an ISO 8601 date or"
+              " date-time such as 2024-01-01 or 2024-01-01T12:00:00+02:00.")
 @click.option("--force", is_flag=True, help="Fetch again even if the record is fresh.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
