@@ -292,7 +292,7 @@ class Engine:
         response = resolution.response
         if response is not None and extracted is not None:
             record.fetched_at = now
-            record.content_type = extracted.content_type
+            record.content_type = clean_optional(extracted.content_type, HEADER_CHARS)
             record.orig_content_type = clean_optional(response.headers.get(
                 "x-archive-orig-content-type", response.headers.get("content-type")
             ), HEADER_CHARS)

@@ -8,6 +8,7 @@ Findings covered: 3 (exceptions on archive bytes), 5 (the Link header's quadrati
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -18,6 +19,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from snapcache import Fetcher
 from snapcache.capture import (
@@ -464,3 +466,51 @@ def test_archive_strings_reach_no_output_unclean(tmp_path: Path,
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([snapcache_exe(), *args], capture_output=True, text=True,
                           timeout=60, stdin=subprocess.DEVNULL)
+
+
+# --- the transport's one boundary, class by class -----------------------------------------
+
+
+def _unicode_error() -> Exception:
+    return UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+
+@pytest.mark.parametrize(("raised", "mapped"), [
+    (lambda: httpx.InvalidURL("bad Location"), "ArchiveProtocolError"),
+    (lambda: httpx.DecodingError("bad gzip"), "ArchiveProtocolError"),
+    (lambda: httpx.TooManyRedirects("loop"), "ArchiveProtocolError"),
+    (lambda: httpx.CookieConflict("two"), "ArchiveProtocolError"),
+    (lambda: httpx.StreamClosed(), "ArchiveProtocolError"),
+    (lambda: ValueError("bad header"), "ArchiveProtocolError"),
+    (lambda: OverflowError("date"), "ArchiveProtocolError"),
+    (_unicode_error, "ArchiveProtocolError"),
+    (lambda: LookupError("charset"), "ArchiveProtocolError"),
+    (lambda: httpx.RemoteProtocolError("illegal status line"), "TransientError"),
+    (lambda: httpx.ReadError("reset"), "TransientError"),
+    (lambda: httpx.ReadTimeout("slow"), "TransientError"),
+    (lambda: httpx.ProxyError("proxy"), "TransientError"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_the_transport_maps_every_client_exception_on_an_answer(
+    tmp_path: Path, raised: Any, mapped: str
+) -> None:
+    from snapcache.errors import SnapcacheError
+    from snapcache.transport import FULL, Pool, Transport
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise raised()
+
+    base = "http://127.0.0.1:9"
+    cfg = emulator_config(tmp_path, base)
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    transport = Transport(cfg, client=client, tmpdir=tmp_path / "tmp")
+
+    async def go() -> None:
+        try:
+            await transport.request("GET", f"{base}/web/{TS}id_/{URL}", Pool.PLAYBACK,
+                                    want_body=lambda s, h: FULL)
+        finally:
+            await transport.aclose()
+
+    with pytest.raises(SnapcacheError) as caught:
+        asyncio.run(go())
+    assert type(caught.value).__name__ == mapped, repr(caught.value)
