@@ -18,7 +18,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from snapcache import Fetcher
 from snapcache.cache import Record
