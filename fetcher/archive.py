@@ -6,6 +6,7 @@ sends the requests they ask for.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 from dataclasses import dataclass, field, replace
@@ -15,24 +16,22 @@ from urllib.parse import urlsplit
 from snapcache.cache.records import Status
 
 from .capture import (
-    CDX_FIELDS,
-    CdxRow,
     Hop,
     HopKind,
     Walk,
     WalkEnd,
     best_outcome,
-    choose_captures,
     classify_playback,
     earlier_capture,
-    parse_cdx,
-    parse_pywb_cdx,
     pywb_redirect_replay,
 )
+from .cdx import CDX_FIELDS, CdxRow, body_lines, choose_captures, iter_cdx, iter_pywb_cdx
 from .config import ArchiveEntry, Config
 from .errors import (
     ArchiveError,
+    ArchiveProtocolError,
     ArchiveUnreachableError,
+    DeadlineExceededError,
     DeferredError,
     DisallowedHostError,
     DisallowedRequestError,
@@ -41,6 +40,7 @@ from .errors import (
 )
 from .ids import build_replay_url, timestamp_now
 from .transport import FULL, HEAD_BYTES, Pool, Response, Transport, cdx_endpoint, replay_prefix
+from .untrusted import PARSE_ERRORS, clean_text
 
 _REPLAY_RE: Final = re.compile(r"/web/(\d{1,14})(?:[a-z]{2}_)?/(.+)$", re.DOTALL)
 #: How many CDX candidates to try when the first one does not replay as a 2xx capture
@@ -105,6 +105,8 @@ class WaybackArchive:
         self.cdx_endpoint = cdx_endpoint(self.entry)
         #: The path of the prefix: where a redirect inside the archive may lead.
         self.replay_paths = (urlsplit(self.prefix).path,)
+        #: Redirects keep the archive's scheme: no https to http downgrade.
+        self.scheme = urlsplit(self.base).scheme
         # A replay chain stays on this archive's own hosts; the primary's include its
         # availability host and extra_hosts, as before there were several archives.
         is_primary = self.entry == config.primary
@@ -145,30 +147,43 @@ class WaybackArchive:
             return ERROR_PAGE_BYTES if status in (200, 403) else HEAD_BYTES
 
         response = await self.transport.request("GET", url, Pool.PLAYBACK, want_body=want_body)
-        hop = classify_playback(response.status, response.headers, response.head, url)
-        if hop.kind in (HopKind.TRANSIENT, HopKind.RATE_LIMITED):
-            response.discard()
-            raise TransientError(f"{hop.reason} ({url})")
-        if self.entry.dialect == "pywb" and hop.kind is HopKind.ARCHIVED_REDIRECT:
-            # pywb replays the archived Location as is: the live site. Ask the archive.
-            original = hop.original or self.original_from_replay(url) or url
-            target = pywb_redirect_replay(
-                response.headers.get("location", ""), original, hop.timestamp or "",
-                self.prefix, url,
-            )
-            if target is None:
-                hop = replace(hop, kind=HopKind.UNKNOWN, location=None, reason=(
-                    "archived redirect to an unusable URL refused: "
-                    + _short(response.headers.get("location", ""))))
-            else:
-                hop = replace(hop, location=target)
+        try:
+            hop = self._classify(url, response)
+        except BaseException:
+            response.discard()  # a spilled body must not outlive an answer we refuse
+            raise
         return hop, response
 
-    async def walk(self, start: str) -> tuple[Walk, Response | None]:
-        """Follow a playback chain by hand from ``start``; return the walk and, when it ended
-        on a 2xx capture, that capture's response (body read)."""
+    def _classify(self, url: str, response: Response) -> Hop:
+        """What one playback answer is. The parsing boundary of playback: whatever a parser
+        raises on the archive's bytes becomes :class:`ArchiveProtocolError` here."""
+        try:
+            hop = classify_playback(response.status, response.headers, response.head, url)
+            if hop.kind in (HopKind.TRANSIENT, HopKind.RATE_LIMITED):
+                raise TransientError(f"{hop.reason} ({url})")
+            if self.entry.dialect == "pywb" and hop.kind is HopKind.ARCHIVED_REDIRECT:
+                # pywb replays the archived Location as is: the live site. Ask the archive.
+                original = hop.original or self.original_from_replay(url) or url
+                location = response.headers.get("location", "")
+                target = pywb_redirect_replay(location, original, hop.timestamp or "",
+                                              self.prefix, url)
+                if target is None:
+                    hop = replace(hop, kind=HopKind.UNKNOWN, location=None, reason=(
+                        "archived redirect to an unusable URL refused: " + _short(location)))
+                else:
+                    hop = replace(hop, location=target)
+        except PARSE_ERRORS as exc:
+            raise ArchiveProtocolError(
+                f"unreadable answer from the archive ({type(exc).__name__}: "
+                f"{clean_text(str(exc), 200)}) for {url}") from exc
+        return hop
+
+    async def walk(self, start: str, original: str | None = None) -> tuple[Walk, Response | None]:
+        """Follow a playback chain by hand from ``start``, a replay URL of ``original``;
+        return the walk and, when it ended on a 2xx capture of ``original`` (or of a URL an
+        archived redirect led to), that capture's response (body read)."""
         walk = Walk(start, self.allowed, self.config.archive.max_redirects,
-                    replay_paths=self.replay_paths)
+                    replay_paths=self.replay_paths, scheme=self.scheme, original=original)
         url: str | None = start
         final: Response | None = None
         while url is not None:
@@ -205,7 +220,11 @@ class WaybackArchive:
         return params
 
     async def cdx_good_captures(self, url: str, at: str | None) -> list[CdxRow]:
-        """One CDX query for the newest (or closest to ``at``) 2xx captures of ``url``."""
+        """One CDX query for the newest (or closest to ``at``) 2xx captures of ``url``.
+
+        The answer is read up to ``[archive] max_cdx_bytes`` (far below the body cap: the
+        query asks for ten rows) and parsed line by line in a worker thread, never as one
+        document on the event loop; rows for other URLs are dropped."""
         params = self._cdx_params(url, at)
 
         async def attempt() -> Response:
@@ -213,7 +232,8 @@ class WaybackArchive:
                 return FULL if status == 200 else HEAD_BYTES
 
             response = await self.transport.request(
-                "GET", self.cdx_endpoint, Pool.CDX, want_body=want_body, params=params
+                "GET", self.cdx_endpoint, Pool.CDX, want_body=want_body, params=params,
+                max_bytes=self.config.archive.max_cdx_bytes,
             )
             if response.status >= 500:
                 raise TransientError(f"CDX answered HTTP {response.status}")
@@ -227,14 +247,23 @@ class WaybackArchive:
                     raise _Blocked(marker or "CDX answered 403")
             if response.status != 200:
                 raise ArchiveError(f"CDX answered HTTP {response.status}")
-            if response.body_path is not None:
-                text = response.body_path.read_text("utf-8", errors="replace")
-            else:
-                text = (response.body or b"").decode("utf-8", errors="replace")
+            return await asyncio.to_thread(self._choose, response, url, at)
         finally:
             response.discard()
-        rows = parse_pywb_cdx(text) if self.entry.dialect == "pywb" else parse_cdx(text)
-        return choose_captures(rows, at, limit=CDX_CANDIDATES)
+
+    def _choose(self, response: Response, url: str, at: str | None) -> list[CdxRow]:
+        """The CDX candidates in ``response``, row by row (runs in a worker thread). The
+        parsing boundary of CDX answers: whatever a parser raises on them becomes
+        :class:`ArchiveProtocolError`."""
+        source = response.body_path if response.body_path is not None else (response.body or b"")
+        lines = body_lines(source)
+        rows = iter_pywb_cdx(lines) if self.entry.dialect == "pywb" else iter_cdx(lines)
+        try:
+            return choose_captures(rows, at, limit=CDX_CANDIDATES, requested=url)
+        except PARSE_ERRORS as exc:
+            raise ArchiveProtocolError(
+                f"unreadable CDX answer ({type(exc).__name__}: {clean_text(str(exc), 200)})"
+            ) from exc
 
     def _ok(self, walk: Walk, response: Response, requested: str) -> Resolution:
         hop = walk.final
@@ -261,7 +290,7 @@ class WaybackArchive:
         not be reached within the retry budget.
         """
         requested = at or timestamp_now()
-        first, response = await self.walk(self.replay_url(requested, url))
+        first, response = await self.walk(self.replay_url(requested, url), url)
         if first.good and response is not None:
             return self._ok(first, response, requested)
         if first.end is WalkEnd.BLOCKED:
@@ -287,24 +316,29 @@ class WaybackArchive:
                 return self._no_good_capture(first, None, requested, cdx_queries=0)
         if first.end is WalkEnd.NOT_ARCHIVED and not self.config.archive.confirm_not_archived:
             return self._no_good_capture(first, None, requested, cdx_queries=0)
+        # A capture of another URL (WalkEnd.FOREIGN) is not this URL's: like an error
+        # capture, the CDX is asked for the next candidate.
         try:
             candidates = await self.cdx_good_captures(url, at)
         except _Blocked as exc:
             return Resolution("blocked", requested, note=str(exc), cdx_queries=1)
         last: Walk | None = None
+        foreign = first.refused if first.end is WalkEnd.FOREIGN else None
         for row in candidates:
             try:
                 start = self.replay_url(row.timestamp, row.original)
             except DisallowedRequestError:
                 continue  # a row whose original no replay URL may hold: junk, skipped
-            walk, good = await self.walk(start)
+            walk, good = await self.walk(start, url)
             if walk.good and good is not None:
                 result = self._ok(walk, good, requested)
                 result.redirects = [*first.visited, *result.redirects]
                 result.cdx_queries = 1
                 return result
             last = walk
-        return self._no_good_capture(first, last, requested)
+            if walk.end is WalkEnd.FOREIGN and foreign is None:
+                foreign = walk.refused
+        return self._no_good_capture(first, last, requested, foreign=foreign)
 
     async def _step_back(self, first: Walk, requested: str) -> tuple[Resolution | None, bool]:
         """Replay up to :data:`EARLIER_HOPS` earlier captures, newest first, as the Link
@@ -327,7 +361,7 @@ class WaybackArchive:
                 start = self.replay_url(earlier.timestamp, original)
             except DisallowedRequestError:
                 return None, False  # a Link header naming an unusable URL: let CDX decide
-            walk, response = await self.walk(start)
+            walk, response = await self.walk(start, first.original)
             visited.extend(walk.visited)
             if walk.good and response is not None:
                 result = self._ok(walk, response, requested)
@@ -341,9 +375,17 @@ class WaybackArchive:
         return None, False
 
     def _no_good_capture(
-        self, first: Walk, last: Walk | None, requested: str, cdx_queries: int = 1
+        self, first: Walk, last: Walk | None, requested: str, cdx_queries: int = 1,
+        foreign: str | None = None,
     ) -> Resolution:
         capture = first.last_capture or (last.last_capture if last else None)
+        if capture is None and foreign is not None:
+            # The archive served a capture, but of another URL, and nothing else: that is
+            # no answer about this URL (a final outcome would be a guess). Retried later.
+            return Resolution(
+                "error", requested, redirects=first.visited, cdx_queries=cdx_queries,
+                error=f"the archive answered with a capture of another URL: {_short(foreign)}",
+            )
         if capture is None:
             return Resolution(
                 "not_archived", requested, redirects=first.visited[:-1],
@@ -395,6 +437,8 @@ class ArchiveChain:
         for archive in self.archives:
             try:
                 result = await archive.resolve(url, at)
+            except DeadlineExceededError:
+                raise  # the URL's time is up: no archive of the chain gets more of it
             except (DeferredError, TransientError, ArchiveError, DisallowedHostError) as exc:
                 failures.append((archive.name, exc))
                 continue

@@ -28,21 +28,31 @@ pywb (2.10, checked against a real server in tests/test_pywb.py) differs in four
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from enum import Enum
 from typing import Final
 from urllib.parse import urljoin, urlsplit
 
 from snapcache.cache.records import Status
-from snapcache.cache.times import parse_timestamp14, to_timestamp14
 
-from .errors import InputError
+# The CDX half lives in .cdx; its names are re-exported here, where they always were.
+from .cdx import CDX_FIELDS as CDX_FIELDS
+from .cdx import CdxRow as CdxRow
+from .cdx import choose_captures as choose_captures
+from .cdx import parse_cdx as parse_cdx
+from .cdx import parse_pywb_cdx as parse_pywb_cdx
+from .cdx import plausible_original as plausible_original
+from .cdx import valid_timestamp as valid_timestamp
+from .errors import ArchiveProtocolError, InputError
 from .ids import build_replay_url, safe_replay_target
+from .untrusted import (
+    parse_link_header,
+    same_resource,
+    strict_memento_timestamp,
+)
 
 # Statuses the archive itself answers with when it is struggling (EDGI retries these).
 _TRANSIENT_STATUSES: Final = frozenset({408, 413, 421, 425, 500, 502, 503, 504, 507, 509, 520,
@@ -50,7 +60,6 @@ _TRANSIENT_STATUSES: Final = frozenset({408, 413, 421, 425, 500, 502, 503, 504, 
 _BLOCK_HEADER_MARKERS: Final = ("AccessControlException", "RobotAccessControl", "Blocked Site")
 _BLOCK_BODY_MARKERS: Final = (b"URL has been excluded", b"blocked by robots", b"robots.txt")
 _NOT_ARCHIVED_HEADER_MARKERS: Final = ("ResourceNotInArchive", "NotInArchive")
-_TS_RE: Final = re.compile(r"^[0-9]{14}$")
 
 
 class HopKind(Enum):
@@ -115,17 +124,15 @@ def earlier_capture(link_header: str | None, current: str) -> Earlier:
         return Earlier(False)
     best: tuple[str, str] | None = None
     names_first = False
-    for target, params in _LINK_RE.findall(link_header):
-        rels = " ".join(re.findall(r'rel="?([^";]+)"?', params)).split()
-        if "memento" not in rels:
+    for entry in parse_link_header(link_header):
+        if "memento" not in entry.rels:
             continue
-        when = re.search(r'datetime="([^"]+)"', params)
-        ts = memento_timestamp(when.group(1)) if when else None
+        ts = memento_timestamp(entry.datetime)
         if ts is None:
             continue
-        names_first = names_first or "first" in rels
+        names_first = names_first or "first" in entry.rels
         if ts < current and (best is None or ts > best[0]):
-            best = (ts, str(target).strip())
+            best = (ts, entry.target)
     if best is not None:
         return Earlier(True, best[0], best[1])
     # Only a header that names the first memento proves there is nothing earlier; pywb,
@@ -142,30 +149,24 @@ def header_map(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
-def memento_timestamp(value: str | None) -> str | None:
-    """Convert a ``Memento-Datetime`` header (RFC 1123) to a 14-digit UTC timestamp."""
+def memento_timestamp(value: str | None, now: datetime | None = None) -> str | None:
+    """A ``Memento-Datetime`` (an HTTP date) as a 14-digit UTC timestamp, or None when it is
+    missing or not a possible capture time (see
+    :func:`~snapcache.untrusted.strict_memento_timestamp`, which says why)."""
     if not value:
         return None
     try:
-        parsed = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
+        return strict_memento_timestamp(value, now)
+    except ArchiveProtocolError:
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return to_timestamp14(parsed)
-
-
-_LINK_RE: Final = re.compile(r'<([^>]*)>\s*;([^<]*)')
 
 
 def link_original(link_header: str | None) -> str | None:
-    """The ``rel="original"`` target of a Link header, if any."""
-    if not link_header:
-        return None
-    for target, params in _LINK_RE.findall(link_header):
-        rels = re.findall(r'rel="?([^";]+)"?', params)
-        if any("original" in rel.split() for rel in rels):
-            return str(target).strip()
+    """The ``rel="original"`` target of a Link header, if any (read by the linear,
+    capped :func:`~snapcache.untrusted.parse_link_header`)."""
+    for entry in parse_link_header(link_header):
+        if "original" in entry.rels:
+            return entry.target
     return None
 
 
@@ -176,8 +177,13 @@ def classify_playback(
 
     ``body_head`` is the first few KB of the body; it is only read for responses without
     ``Memento-Datetime`` (the exclusion page is told apart by its text).
+
+    Raises :class:`~snapcache.errors.ArchiveProtocolError` for a ``Memento-Datetime`` that
+    is not an HTTP date from 1991 to tomorrow: such an answer is neither a capture nor a
+    known archive answer, and guessing would store a wrong capture time.
     """
-    ts = memento_timestamp(headers.get("memento-datetime"))
+    raw_datetime = headers.get("memento-datetime")
+    ts = None if raw_datetime is None else strict_memento_timestamp(raw_datetime)
     location = headers.get("location")
     try:
         absolute = urljoin(url, location.strip()) if location and location.strip() else None
@@ -231,6 +237,11 @@ class WalkEnd(Enum):
     OFF_ARCHIVE = "off_archive"
     """A redirect pointed away from the configured archive hosts, or outside the archive's
     replay path; not followed (:attr:`Walk.refusal` says which)."""
+    FOREIGN = "foreign"
+    """The archive answered with a capture of another URL (its ``Link rel="original"``, or
+    the replay URL a nearest-capture redirect named, is not the URL asked for, nor one an
+    archived redirect of the walk led to): not this URL's capture (:attr:`Walk.refused`
+    holds that other URL)."""
     UNKNOWN = "unknown"
 
 
@@ -246,7 +257,14 @@ class Walk:
     With ``replay_paths`` (the archive's replay prefix paths, ``/web/``), a redirect must
     also be a replay URL under one of them whose original is safe
     (:func:`~snapcache.ids.safe_replay_target`; plain dot segments in it are resolved): a
-    Location holding ``/../save/`` or ``/%2e%2e/cdx/`` is refused, never followed.
+    Location holding ``/../save/`` or ``/%2e%2e/cdx/`` is refused, never followed. With
+    ``scheme`` (the archive base's), a redirect must keep it: no https to http downgrade.
+
+    With ``original`` (the URL asked for), every capture must be of that URL by the
+    archive's own equivalence (:func:`~snapcache.untrusted.same_resource`), or of a URL an
+    archived redirect of this walk led to: a ``Link rel="original"`` naming another URL, or
+    a nearest-capture redirect to another URL's replay, ends the walk
+    :attr:`WalkEnd.FOREIGN` (needs ``replay_paths`` to read the originals of replay URLs).
     """
 
     start: str
@@ -260,12 +278,38 @@ class Walk:
     replay_paths: tuple[str, ...] = ()
     refusal: str = "redirect to a non-archive host refused"
     """Why the walk ended :attr:`WalkEnd.OFF_ARCHIVE` (the refused URL is :attr:`refused`)."""
+    scheme: str | None = None
+    original: str | None = None
+    expected: list[str] = field(default_factory=list)
+    """The originals a capture of this walk may have: ``original``, then the targets of
+    the archived redirects followed."""
+
+    def __post_init__(self) -> None:
+        if self.original is not None and not self.expected:
+            self.expected.append(self.original)
+
+    def _expects(self, url: str | None) -> bool:
+        """Whether a capture of ``url`` belongs to this walk (always, without ``original``)."""
+        if self.original is None or not self.replay_paths:
+            return True
+        return url is not None and any(same_resource(url, e) for e in self.expected)
+
+    def _foreign(self, other: str | None) -> None:
+        self.end = WalkEnd.FOREIGN
+        self.refused = other or ""
 
     def step(self, hop: Hop) -> str | None:
         """Record ``hop`` and return the next URL to request, or None when done."""
-        self.hops.append(hop)
         self.visited.append(hop.url)
         self.final = hop
+        if hop.kind in (HopKind.MEMENTO, HopKind.ARCHIVED_REDIRECT):
+            # The capture's own word for what it is of (Link rel="original"), else the
+            # original of the replay URL asked for, which this walk checked already.
+            captured = hop.original or replay_original(hop.url, self.replay_paths)
+            if not self._expects(captured):
+                self._foreign(captured)  # not appended to hops: not a capture of ours
+                return None
+        self.hops.append(hop)
         if hop.kind is HopKind.MEMENTO:
             self.end = WalkEnd.CAPTURE
             return None
@@ -279,9 +323,19 @@ class Walk:
             self.end = WalkEnd.UNKNOWN
             return None
         target = hop.location or ""
-        if netloc_of(target) not in self.allowed_netlocs:
+        try:
+            scheme = urlsplit(target).scheme.lower()
+        except ValueError:
+            scheme = ""
+        # mailto:, data:, a bare word: no host at all, so no archive host either.
+        if scheme not in ("http", "https") or netloc_of(target) not in self.allowed_netlocs:
             self.end = WalkEnd.OFF_ARCHIVE
             self.refused = target
+            return None
+        if self.scheme is not None and scheme != self.scheme:
+            self.end = WalkEnd.OFF_ARCHIVE
+            self.refused = target
+            self.refusal = f"redirect from {self.scheme} to {scheme} refused"
             return None
         if self.replay_paths:
             safe = safe_replay_target(target, self.replay_paths)
@@ -291,6 +345,13 @@ class Walk:
                 self.refusal = "redirect outside the archive's replay path refused"
                 return None
             target = safe
+            led_to = replay_original(target, self.replay_paths)
+            if hop.kind is HopKind.ARCHIVED_REDIRECT:
+                if led_to is not None and self.original is not None:
+                    self.expected.append(led_to)  # the captured redirect's target
+            elif not self._expects(led_to):
+                self._foreign(led_to)  # "the nearest capture" of some other URL
+                return None
         if target in self.visited:
             self.end = WalkEnd.LOOP
             return None
@@ -349,6 +410,25 @@ def pywb_redirect_replay(
 _REPLAY_TS_RE: Final = re.compile(r"[0-9]{1,14}(?:[a-z]{2}_)?/")
 
 
+def replay_original(url: str, replay_paths: Sequence[str]) -> str | None:
+    """The original inside a replay URL ``<origin><replay path><ts><flag>/<original>``
+    whose path starts with one of ``replay_paths``; None for any other URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    origin = f"{parts.scheme}://{parts.netloc}"
+    if not parts.scheme or not url.startswith(origin):
+        return None
+    rest = url[len(origin):]
+    for path in replay_paths:
+        if rest.startswith(path):
+            head = _REPLAY_TS_RE.match(rest, len(path))
+            if head is not None:
+                return rest[head.end():]
+    return None
+
+
 def netloc_of(url: str) -> str:
     """``host[:port]`` of a URL in lower case, the default port dropped ('' if unparsable)."""
     try:
@@ -359,182 +439,6 @@ def netloc_of(url: str) -> str:
         return ""
     default = {"http": 80, "https": 443}.get(parts.scheme)
     return f"{host}:{port}" if port is not None and port != default else host
-
-
-# --- CDX ------------------------------------------------------------------------------
-
-CDX_FIELDS: Final = ("urlkey", "timestamp", "original", "mimetype", "statuscode", "digest",
-                     "length")
-
-
-@dataclass(frozen=True, slots=True)
-class CdxRow:
-    """One CDX row, defensively parsed. ``status``/``length`` are None for ``-``."""
-
-    urlkey: str
-    timestamp: str
-    original: str
-    mimetype: str
-    status: int | None
-    digest: str
-    length: int | None
-
-
-def valid_timestamp(ts: str) -> bool:
-    """True for a 14-digit timestamp that is a real date (the CDX has month-00 rows)."""
-    if not _TS_RE.match(ts):
-        return False
-    try:
-        parse_timestamp14(ts)
-    except ValueError:
-        return False
-    return True
-
-
-def _int_or_none(text: str) -> int | None:
-    return int(text) if text.isdigit() else None
-
-
-def _row_from_values(names: Sequence[str], values: Sequence[object]) -> CdxRow | None:
-    if len(values) != len(names) or not all(isinstance(v, str) for v in values):
-        return None
-    data = dict(zip(names, (str(v) for v in values), strict=True))
-    if "timestamp" not in data or "original" not in data:
-        return None
-    return CdxRow(
-        urlkey=data.get("urlkey", ""),
-        timestamp=data["timestamp"],
-        original=data["original"],
-        mimetype=data.get("mimetype", ""),
-        status=_int_or_none(data.get("statuscode", "-")),
-        digest=data.get("digest", ""),
-        length=_int_or_none(data.get("length", "-")),
-    )
-
-
-def parse_cdx(body: str, fields: Sequence[str] = CDX_FIELDS) -> list[CdxRow]:
-    """Parse a CDX answer: JSON (header row first) or space-separated text.
-
-    Malformed rows are skipped, not fatal. Truncated JSON (a cut connection) is salvaged row
-    by row, so what arrived intact is still used.
-    """
-    text = body.strip()
-    if not text:
-        return []
-    rows: list[list[object]] = []
-    if text.startswith("["):
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            parsed = None
-            rows = _salvage_json_rows(text)
-        if isinstance(parsed, list):
-            rows = [r for r in parsed if isinstance(r, list)]
-        names: Sequence[str] = fields
-        if rows and all(isinstance(v, str) for v in rows[0]) and "timestamp" in rows[0]:
-            names = [str(v) for v in rows[0]]
-            rows = rows[1:]
-        out = [_row_from_values(names, r) for r in rows]
-        return [r for r in out if r is not None]
-    result = []
-    for line in text.splitlines():
-        row = _row_from_values(fields, line.split(" "))
-        if row is not None:
-            result.append(row)
-    return result
-
-
-def _salvage_json_rows(text: str) -> list[list[object]]:
-    rows: list[list[object]] = []
-    for match in re.finditer(r"\[(\"(?:[^\"\\]|\\.)*\"(?:\s*,\s*\"(?:[^\"\\]|\\.)*\")*)\]", text):
-        try:
-            value = json.loads(f"[{match.group(1)}]")
-        except ValueError:
-            continue
-        if isinstance(value, list):
-            rows.append(value)
-    return rows
-
-
-#: pywb's CDX field names, mapped to the IA names :class:`CdxRow` uses.
-_PYWB_FIELDS: Final = {"url": "original", "mime": "mimetype", "status": "statuscode"}
-
-
-def parse_pywb_cdx(body: str) -> list[CdxRow]:
-    """Parse a pywb CDX answer (``output=json``): one JSON object per line, with the keys
-    ``urlkey``, ``timestamp``, ``url``, ``mime``, ``status``, ``digest``, ``length`` and
-    more (``offset``, ``filename``, ``source``, ``access``, ``is_fuzzy``).
-
-    Lines that are not JSON objects with string values are skipped (a cut connection loses
-    only its last line). Rows whose ``access`` is not ``allow`` are dropped: pywb lists
-    captures its access rules block (and refuses to replay them). A revisit's status is
-    ``-`` as in the IA's CDX; a missing field reads as unknown.
-    """
-    rows = []
-    for line in body.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(obj, dict):
-            continue
-        if obj.get("access", "allow") != "allow":
-            continue
-        names = [_PYWB_FIELDS.get(str(k), str(k)) for k in obj]
-        wanted = [(n, v) for n, v in zip(names, obj.values(), strict=True) if n in CDX_FIELDS]
-        row = _row_from_values([n for n, _ in wanted], [v for _, v in wanted])
-        if row is not None:
-            rows.append(row)
-    return rows
-
-
-def plausible_original(url: str) -> bool:
-    """False for the junk originals the CDX holds (``http://mailto:...``, ``data:``...)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        return False
-    if parts.scheme not in ("http", "https") or not host or "@" in parts.netloc:
-        return False
-    if any(c.isspace() or ord(c) < 0x20 for c in url):
-        return False
-    return "." in host or host == "localhost" or ":" in host
-
-
-def _seconds(ts: str) -> float:
-    return parse_timestamp14(ts).timestamp()
-
-
-def choose_captures(rows: Iterable[CdxRow], at: str | None, limit: int = 2) -> list[CdxRow]:
-    """The good captures to try, best first.
-
-    Good means a 2xx status, a real timestamp and a plausible original URL; revisit rows
-    (status ``-``) and duplicates are dropped. Best means newest when ``at`` is None, else
-    closest to ``at`` in either direction (the archive's own rule), earlier on a tie.
-    """
-    seen: set[tuple[str, str]] = set()
-    good: list[CdxRow] = []
-    for row in rows:
-        if row.status is None or not 200 <= row.status < 300:
-            continue
-        if not valid_timestamp(row.timestamp) or not plausible_original(row.original):
-            continue
-        key = (row.timestamp, row.digest)
-        if key in seen:
-            continue
-        seen.add(key)
-        good.append(row)
-    if at is None:
-        good.sort(key=lambda r: r.timestamp, reverse=True)
-    else:
-        target = _seconds(at)
-        good.sort(key=lambda r: (abs(_seconds(r.timestamp) - target), r.timestamp))
-    return good[:limit]
 
 
 # --- several archives -----------------------------------------------------------------

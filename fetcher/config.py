@@ -76,6 +76,12 @@ class ArchiveConfig:
     request_timeout: float = 180.0
     max_redirects: int = 10
     max_body_bytes: int = 100_000_000
+    #: CDX answers are cut here: the queries ask for ten rows (a few KB), so a larger
+    #: answer is junk or an attack, and is never read whole (see snapcache.cdx).
+    max_cdx_bytes: int = 4_000_000
+    #: Seconds one URL may spend on all its requests and hops, retries included (waiting
+    #: for a rate token or a 429 pause does not count); past it the attempt is an error.
+    url_deadline: float = 300.0
     #: After playback says "never archived", confirm with one CDX query. The archive's
     #: playback and CDX read the same index, so this rarely finds anything; turning it off
     #: saves a CDX request (the scarce 24/min budget) per unarchived URL.
@@ -430,6 +436,8 @@ _POSITIVE: Final = frozenset(
         "read_timeout",
         "request_timeout",
         "max_body_bytes",
+        "max_cdx_bytes",
+        "url_deadline",
         "cdx_per_minute",
         "playback_per_minute",
         "max_attempts",

@@ -19,7 +19,13 @@ from snapcache.cache import Record, Status, Store, TTLs, freshness, to_iso
 from .archive import ArchiveChain, Resolution, WaybackArchive
 from .config import Config
 from .credentials import redact
-from .errors import ArchiveError, ArchiveUnreachableError, DisallowedHostError, TransientError
+from .errors import (
+    ArchiveError,
+    ArchiveUnreachableError,
+    DeferredError,
+    DisallowedHostError,
+    TransientError,
+)
 from .extract import Extraction, ExtractLimits, extract
 from .ids import (
     mint_stable_id,
@@ -29,7 +35,8 @@ from .ids import (
     timestamp_now,
 )
 from .protocols import Plan
-from .transport import Response, Transport, TransportStats
+from .transport import Response, Transport, TransportStats, url_deadline
+from .untrusted import HEADER_CHARS, NOTE_CHARS, URL_CHARS, clean_optional, clean_text
 
 
 def ttls_from_config(config: Config) -> TTLs:
@@ -195,7 +202,9 @@ class Engine:
         extracted: Extracted | None = None
         error: str | None
         try:
-            resolution = await self.chain.resolve(target.original, wanted_at)
+            # One deadline over every request, hop and retry of this URL, in every archive.
+            with url_deadline(self.config.archive.url_deadline):
+                resolution = await self.chain.resolve(target.original, wanted_at)
             if resolution.response is not None:
                 extracted = await asyncio.to_thread(
                     extract_response, resolution.response, self.limits
@@ -209,6 +218,15 @@ class Engine:
         except (TransientError, ArchiveError, DisallowedHostError) as exc:
             resolution = None
             error = str(exc) or type(exc).__name__
+        except DeferredError:
+            raise  # not now: nothing is stored, a later run tries again
+        except Exception as exc:
+            # Every exception the archive's bytes can cause is mapped to a snapcache error
+            # where they are read (transport, archive); should one still slip through, the
+            # URL is recorded with an error (and its error TTL) instead of being left
+            # unstored, to be retried on every run forever.
+            resolution = None
+            error = f"internal error on the archive's answer: {type(exc).__name__}: {exc}"
         else:
             error = resolution.error
         finally:
@@ -249,7 +267,10 @@ class Engine:
             stable_id=sid,
             url=url,
             status=status,
-            error=error if status == "error" else None,
+            # Every string an archive supplied is cut and stripped of control characters
+            # here, before it is stored: cards, exports (CSV and JSON) and terminals only
+            # ever see what the store holds.
+            error=clean_optional(error) if status == "error" else None,
             last_attempt_at=now,
             attempts=1,
             last_outcome=status,
@@ -263,24 +284,26 @@ class Engine:
             return record
         record.archived_status = resolution.archived_status
         record.capture_timestamp = resolution.capture_timestamp
-        record.archive_url = resolution.archive_url
-        record.raw_url = resolution.raw_url
-        record.original_url = resolution.original_url
-        record.redirects = list(resolution.redirects)
-        record.preview_note = resolution.note
+        record.archive_url = clean_optional(resolution.archive_url, URL_CHARS)
+        record.raw_url = clean_optional(resolution.raw_url, URL_CHARS)
+        record.original_url = clean_optional(resolution.original_url, URL_CHARS)
+        record.redirects = [clean_text(r, URL_CHARS) for r in resolution.redirects]
+        record.preview_note = clean_optional(resolution.note)
         response = resolution.response
         if response is not None and extracted is not None:
             record.fetched_at = now
-            record.content_type = extracted.content_type
-            record.orig_content_type = response.headers.get(
+            record.content_type = clean_optional(extracted.content_type, HEADER_CHARS)
+            record.orig_content_type = clean_optional(response.headers.get(
                 "x-archive-orig-content-type", response.headers.get("content-type")
-            )
+            ), HEADER_CHARS)
             record.content_length = response.size
-            record.body_truncated = response.capped
+            # A body whose gzip was damaged or cut is incomplete too, though not capped.
+            record.body_truncated = response.capped or response.damage is not None
             record.title = extracted.title
             record.preview = extracted.preview
             record.text_length = len(extracted.text)
             record.sha256 = extracted.sha256
-            record.preview_note = extracted.note
+            notes = [n for n in (response.damage, extracted.note) if n]
+            record.preview_note = clean_text("; ".join(notes), NOTE_CHARS) if notes else None
         return record
 

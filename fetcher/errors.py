@@ -16,9 +16,12 @@ Everything that leaves the library on purpose is a :class:`SnapcacheError`::
     ├── ConfigError                     fix the configuration; retrying will not help
     ├── InputError (ValueError)         an unusable URL or timestamp: skip it
     ├── ArchiveError                    an answer that is not a result: recorded, retried later
+    │   ├── ArchiveProtocolError        an answer that breaks the protocol (a bad Location,
+    │   │                               Memento-Datetime or CDX body): recorded, not retried
     │   └── TransientError              may pass: retried with backoff, then recorded
     │       ├── RateLimitedError        the archive's own 429: the pool pauses for everyone
-    │       └── ArchiveUnreachableError no connection at all: host unresolvable or refusing
+    │       ├── ArchiveUnreachableError no connection at all: host unresolvable or refusing
+    │       └── DeadlineExceededError   one URL took longer than archive.url_deadline
     ├── DeferredError                   not now: a pause longer than max_wait; nothing stored
     ├── DisallowedHostError             a request or redirect would leave the archive hosts
     │   └── DisallowedRequestError      ... or the paths its pool may ask for: never sent
@@ -36,9 +39,11 @@ from snapcache.cache.errors import CacheError, SnapcacheError
 
 __all__ = [
     "ArchiveError",
+    "ArchiveProtocolError",
     "ArchiveUnreachableError",
     "CacheError",
     "ConfigError",
+    "DeadlineExceededError",
     "DeferredError",
     "DisallowedHostError",
     "DisallowedRequestError",
@@ -86,6 +91,18 @@ class ArchiveError(SnapcacheError):
     """
 
 
+class ArchiveProtocolError(ArchiveError):
+    """The archive's answer breaks the protocol in a way no retry will mend: a ``Location``
+    that is no URL (``mailto:``), a ``Memento-Datetime`` that is no date (or one before the
+    web or in the future), a body that cannot be inflated, a CDX answer that cannot be
+    parsed. Every exception the HTTP client or a parser raises on archive bytes becomes
+    this (or a :class:`TransientError`) at one boundary, so none escapes as a traceback.
+
+    Recorded on the record as ``error`` (retried after the error TTL), never cached as a
+    final outcome.
+    """
+
+
 class TransientError(ArchiveError):
     """A failure that may pass: connection refused or reset, timeout, 5xx, 429, a body
     shorter than its declared length. Retried with backoff; if retries run out it is recorded
@@ -114,6 +131,14 @@ class ArchiveUnreachableError(TransientError):
         self.host = host
         self.cause = cause
         self.first_contact = first_contact
+
+
+class DeadlineExceededError(TransientError):
+    """One URL's requests and hops took longer than ``[archive] url_deadline`` (time spent
+    waiting for a rate token or a 429 pause does not count). The attempt is recorded as a
+    transient ``error`` ("took longer than N s") and retried after the error TTL: an archive
+    that answers just under every timeout never turns into a final outcome. Not retried at
+    once, and the next archive of a chain is not tried (the URL's time is up)."""
 
 
 class DeferredError(SnapcacheError):

@@ -24,10 +24,12 @@ from .body import (
 from .client import (
     FIREWALL_PAUSE_FACTOR,
     FIREWALL_SUSPECT_FACTOR,
+    Deadline,
     Stats,
     Transport,
     TransportStats,
     WantBody,
+    url_deadline,
     wait_at_most,
 )
 from .environment import NetworkSettings, build_client, network_settings
@@ -52,6 +54,7 @@ __all__ = [
     "SPILL_BYTES",
     "BodySink",
     "DailyBudget",
+    "Deadline",
     "Inflater",
     "NetworkSettings",
     "PathRule",
@@ -71,6 +74,7 @@ __all__ = [
     "per_host_budgets",
     "read_body",
     "replay_prefix",
+    "url_deadline",
     "wait_at_most",
     "wants_inflate",
 ]

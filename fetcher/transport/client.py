@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 import types
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -30,7 +31,9 @@ from tenacity import (
 from ..capture import header_map, netloc_of
 from ..config import Config
 from ..errors import (
+    ArchiveProtocolError,
     ArchiveUnreachableError,
+    DeadlineExceededError,
     DeferredError,
     DisallowedHostError,
     DisallowedRequestError,
@@ -61,6 +64,15 @@ _NO_CONNECTION: Final = (
 #: so it says nothing about the URL (offline, every URL fails this way).
 _CONNECT_FAILED: Final = (httpx.ConnectError, httpx.ConnectTimeout)
 
+#: What httpx raises on an answer it cannot take apart, besides its transport errors: a
+#: ``Location`` that is no URL (``mailto:...`` fails while httpx prepares the redirect it
+#: would follow), a cookie or header it chokes on. None of it may pass to be retried or
+#: to escape as a traceback: each becomes :class:`ArchiveProtocolError`.
+_UNUSABLE_ANSWER: Final = (
+    httpx.InvalidURL, httpx.DecodingError, httpx.TooManyRedirects, httpx.CookieConflict,
+    httpx.StreamError, ValueError, OverflowError, UnicodeError, LookupError,
+)
+
 WantBody = Callable[[int, dict[str, str]], int]
 """``want_body(status, headers)``: how many body bytes to read (:data:`FULL`: all of it)."""
 
@@ -85,6 +97,49 @@ def wait_at_most(seconds: float) -> Iterator[None]:
         yield
     finally:
         _MAX_WAIT.reset(token)
+
+
+# --- how long one URL may take -----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Deadline:
+    """The time one URL may spend on requests, hops and retries: ``seconds`` from when it
+    started, not counting the time spent waiting for rate tokens or 429 pauses (a busy run
+    waits its turn; that is not the archive being slow)."""
+
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+    waited: float = 0.0
+
+    def remaining(self) -> float:
+        """Seconds left (negative once passed)."""
+        return self.seconds - (time.monotonic() - self.started - self.waited)
+
+    def exceeded(self) -> DeadlineExceededError:
+        """The error to raise once it has passed."""
+        return DeadlineExceededError(
+            f"took longer than {self.seconds:g} s (archive.url_deadline); no archive "
+            "answered in time")
+
+
+_DEADLINE: ContextVar[Deadline | None] = ContextVar("snapcache_url_deadline", default=None)
+
+
+@contextlib.contextmanager
+def url_deadline(seconds: float) -> Iterator[Deadline]:
+    """Within this block, requests of the current task (and of tasks it starts) share one
+    :class:`Deadline` of ``seconds``: a request that would start after it raises
+    :class:`DeadlineExceededError`, and one in flight is cut when it passes (its timeout is
+    the smaller of ``request_timeout`` and what is left)."""
+    if not seconds > 0:
+        raise ValueError(f"url_deadline needs a number of seconds > 0, got {seconds!r}")
+    deadline = Deadline(float(seconds))
+    token = _DEADLINE.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _DEADLINE.reset(token)
 
 
 # --- counting --------------------------------------------------------------------------
@@ -206,11 +261,13 @@ class Transport:
         params: dict[str, str] | None = None,
         data: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        max_bytes: int | None = None,
     ) -> Response:
         """One request, no retries: take a rate token of ``pool``, send, read the body.
         ``data`` is sent form-encoded and ``headers`` are added. ``want_body(status,
         headers)`` says how many bytes to read: :data:`FULL` for all of it up to the cap
-        (then ``body``/``body_path`` hold it), else that many (only ``head`` holds them).
+        (``max_bytes``, else ``archive.max_body_bytes``; then ``body``/``body_path`` hold
+        it), else that many (only ``head`` holds them).
 
         Raises :class:`TransientError` for network failures, truncated bodies and the
         archive's own 429 (after pausing the pool); its subclass
@@ -220,6 +277,9 @@ class Transport:
         :func:`wait_at_most` (``rates.max_wait`` by default) and for a connection that
         fails right after a 429 (a firewall block: every pool of the host is paused
         ``pause_on_429 * 10``);
+        :class:`ArchiveProtocolError` for an answer the HTTP client cannot take apart (a
+        ``Location`` that is no URL, say); :class:`DeadlineExceededError` once the
+        task's :func:`url_deadline` has passed;
         :class:`DisallowedHostError` for hosts outside the allow-list,
         :class:`DisallowedRequestError` for a path the pool may not request (checked on
         the request as httpx will send it: nothing is sent, no token taken), and
@@ -233,29 +293,57 @@ class Transport:
         except (httpx.InvalidURL, UnicodeError) as exc:
             raise DisallowedRequestError(f"refusing an unusable URL: {exc}") from exc
         self.check_request(request, pool)
-        await self.limiter.acquire(key, pool, self.max_wait)
-        self.stats.requests[pool.value] += 1
+        deadline = _DEADLINE.get()
+        if deadline is not None and deadline.remaining() <= 0:
+            raise deadline.exceeded()
+        waiting = time.monotonic()
         try:
-            async with asyncio.timeout(self.config.archive.request_timeout):
-                try:
-                    resp = await self.client.send(request, stream=True)
-                except httpx.TransportError as exc:
-                    # No response head arrived: the host did not answer at all.
-                    if isinstance(exc, _NO_CONNECTION):
-                        self._check_firewall(key, exc)
-                    if isinstance(exc, _CONNECT_FAILED):
-                        raise self._unreachable(key, exc) from exc
-                    self.reached.add(key)  # connected, then lost: the host is there
-                    raise
-                self.reached.add(key)
-                try:
-                    return await self._read(url, pool, key, resp, want_body)
-                finally:
-                    await resp.aclose()
+            await self.limiter.acquire(key, pool, self.max_wait)
+        finally:
+            if deadline is not None:  # waiting for our turn is not the archive's time
+                deadline.waited += time.monotonic() - waiting
+        self.stats.requests[pool.value] += 1
+        timeout = self.config.archive.request_timeout
+        if deadline is not None:
+            if deadline.remaining() <= 0:
+                raise deadline.exceeded()
+            timeout = min(timeout, deadline.remaining())
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._exchange(request, url, pool, key, want_body, max_bytes)
         except TimeoutError as exc:
+            if deadline is not None and deadline.remaining() <= 0:
+                raise deadline.exceeded() from exc
             raise TransientError(f"{pool} request timed out: {url}") from exc
         except httpx.TransportError as exc:
             raise TransientError(f"{type(exc).__name__} from the archive: {exc}") from exc
+        except _UNUSABLE_ANSWER as exc:
+            # The one boundary for what the HTTP client raises on the archive's bytes.
+            raise ArchiveProtocolError(
+                f"unusable answer from the archive ({type(exc).__name__}: {exc}) for {url}"
+            ) from exc
+
+    async def _exchange(
+        self, request: httpx.Request, url: str, pool: Pool, key: str, want_body: WantBody,
+        max_bytes: int | None,
+    ) -> Response:
+        """Send ``request`` and read its answer (the caller bounds the time and maps the
+        exceptions)."""
+        try:
+            resp = await self.client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            # No response head arrived: the host did not answer at all.
+            if isinstance(exc, _NO_CONNECTION):
+                self._check_firewall(key, exc)
+            if isinstance(exc, _CONNECT_FAILED):
+                raise self._unreachable(key, exc) from exc
+            self.reached.add(key)  # connected, then lost: the host is there
+            raise
+        self.reached.add(key)
+        try:
+            return await self._read(url, pool, key, resp, want_body, max_bytes)
+        finally:
+            await resp.aclose()
 
     def _check_firewall(self, key: str, exc: BaseException) -> None:
         """A connection that failed before any answer, right after a 429 pause: the archive
@@ -287,7 +375,8 @@ class Transport:
         )
 
     async def _read(
-        self, url: str, pool: Pool, key: str, resp: httpx.Response, want_body: WantBody
+        self, url: str, pool: Pool, key: str, resp: httpx.Response, want_body: WantBody,
+        max_bytes: int | None = None,
     ) -> Response:
         """The answer to a request: the archive's own 429 pauses ``pool``; anything else is
         read as ``want_body`` asks."""
@@ -301,7 +390,9 @@ class Transport:
             raise RateLimitedError(f"the archive answered 429 for the {pool} pool")
         return await read_body(
             url, resp, headers, want_body(resp.status_code, headers),
-            max_body_bytes=self.config.archive.max_body_bytes, tmpdir=self.tmpdir,
+            max_body_bytes=self.config.archive.max_body_bytes if max_bytes is None
+            else max_bytes,
+            tmpdir=self.tmpdir,
         )
 
     async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -317,7 +408,11 @@ class Transport:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, RateLimitedError):
                 return 0.0
-            return float(backoff(state))
+            seconds = float(backoff(state))
+            deadline = _DEADLINE.get()
+            if deadline is not None:  # no sleeping past the URL's deadline
+                seconds = max(0.0, min(seconds, deadline.remaining()))
+            return seconds
 
         def count(state: RetryCallState) -> None:
             self.stats.retries += 1
@@ -328,6 +423,8 @@ class Transport:
             # would cost ~15 s a URL to learn nothing (a run's next URLs are the retries).
             if isinstance(exc, ArchiveUnreachableError) and exc.first_contact:
                 return False
+            if isinstance(exc, DeadlineExceededError):
+                return False  # the URL's time is up
             return isinstance(exc, TransientError)
 
         retryer = AsyncRetrying(
