@@ -198,8 +198,9 @@ def test_a_document_past_the_deadline_has_its_worker_killed() -> None:
     assert limits.deadline_seconds == 5.5  # never less than pdf_max_seconds + 5
     with ExtractPool(limits, workers=1) as pool:
         pool.extract(html_page("Warm", "up"), "text/html")  # the start is not timed
+        slow = _slow_one_page_pdf(250_000_000)  # about 8 s of PDFium in one page
         started = time.monotonic()
-        result = pool.extract(_slow_one_page_pdf(250_000_000), "application/pdf")
+        result = pool.extract(slow, "application/pdf")
         elapsed = time.monotonic() - started
         assert result.note == "extraction stopped: took longer than 5.5 s"
         assert result.kind == "pdf" and result.preview == ""
