@@ -43,6 +43,26 @@ def pdf_bomb(inflated: int = 400_000_000) -> bytes:
     ])
 
 
+def pdf_time_bomb(uses: int = 1000, form_bytes: int = 1_000_000) -> bytes:
+    """A 3 KB one-page PDF that keeps PDFium busy for about a minute in little memory: the
+    page draws, ``uses`` times, a form whose content stream inflates to ``form_bytes`` of
+    save/restore operators, and each drawing parses it again. It all happens inside one
+    page, where the check of ``pdf_max_seconds`` between pages never runs."""
+    form = flate_bomb(form_bytes, b"q Q ")
+    page = zlib.compress(b"/Fm0 Do " * uses)
+    return pdf_from_objects([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /XObject << /Fm0 5 0 R >> >> >>",
+        b"<< /Length " + str(len(page)).encode() + b" /Filter /FlateDecode >>\nstream\n"
+        + page + b"\nendstream",
+        b"<< /Type /XObject /Subtype /Form /BBox [0 0 10 10] /Length "
+        + str(len(form)).encode() + b" /Filter /FlateDecode >>\nstream\n" + form
+        + b"\nendstream",
+    ])
+
+
 def punycode_page(size: int = 1_000_000) -> bytes:
     """An HTML page of about ``size`` bytes that is valid punycode and says so in a
     ``<meta charset>``: Python's punycode decoder is quadratic in its length."""

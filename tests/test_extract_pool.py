@@ -27,11 +27,10 @@ from snapcache.cache import SnapshotCache
 from snapcache.extract import ExtractLimits, ExtractPool, decode_html, extract
 from snapcache.extract.sniff import ALLOWED_CODECS, WHATWG_LABELS
 
-from tests.bombs import flate_bomb, pdf_bomb, punycode_page
+from tests.bombs import pdf_bomb, pdf_time_bomb, punycode_page
 from tests.conftest import emulator_config
 from tests.docgen import html_page, large_pdf, make_pdf
 from tests.test_cli import snapcache_exe, write_config
-from tests.wayback_emulator import pdf_from_objects
 
 TS = "20220101000000"
 DEFAULTS = ExtractLimits()
@@ -179,26 +178,12 @@ def test_a_pdf_bomb_leaves_the_fetching_process_small_and_the_capture_right(
 # --- the pool: time -----------------------------------------------------------------------
 
 
-def _slow_one_page_pdf(inflated: int) -> bytes:
-    """One page whose content stream is ``inflated`` bytes of save/restore operators: no
-    text and little memory, but PDFium parses it for seconds, inside one page, where the
-    check between pages never runs."""
-    stream = flate_bomb(inflated, b"q Q ")
-    return pdf_from_objects([
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
-        b"<< /Length " + str(len(stream)).encode() + b" /Filter /FlateDecode >>\nstream\n"
-        + stream + b"\nendstream",
-    ])
-
-
 def test_a_document_past_the_deadline_has_its_worker_killed() -> None:
-    limits = ExtractLimits(pdf_max_seconds=0.5, max_seconds=1.0, max_memory_mb=1024)
+    limits = ExtractLimits(pdf_max_seconds=0.5, max_seconds=1.0)
     assert limits.deadline_seconds == 5.5  # never less than pdf_max_seconds + 5
+    slow = pdf_time_bomb()  # 3 KB; about a minute of PDFium inside its one page
     with ExtractPool(limits, workers=1) as pool:
         pool.extract(html_page("Warm", "up"), "text/html")  # the start is not timed
-        slow = _slow_one_page_pdf(250_000_000)  # about 8 s of PDFium in one page
         started = time.monotonic()
         result = pool.extract(slow, "application/pdf")
         elapsed = time.monotonic() - started
@@ -293,11 +278,15 @@ def test_the_cli_leaves_no_worker_behind(tmp_path: Path, emulator: Any) -> None:
     emulator.add_capture("https://cli.example/", TS, body=html_page("Cli", "cli page"))
     emulator.add_capture("https://cli.example/bomb.pdf", TS, body=pdf_bomb(),
                          content_type="application/pdf")
-    cfg = write_config(tmp_path, emulator.base_url)
+    emulator.add_capture("https://cli.example/slow.pdf", TS, body=pdf_time_bomb(),
+                         content_type="application/pdf")
+    cfg = write_config(tmp_path, emulator.base_url,
+                       "[preview]\npdf_max_seconds = 0.5\nmax_seconds = 1.0\n")
     marker = f"SNAPCACHE_TEST_{uuid.uuid4().hex}"
     env = {**os.environ, marker: "1"}
     source = tmp_path / "list.txt"
-    source.write_text("https://cli.example/\nhttps://cli.example/bomb.pdf\n")
+    source.write_text("https://cli.example/\nhttps://cli.example/bomb.pdf\n"
+                      "https://cli.example/slow.pdf\n")
     out = subprocess.run([snapcache_exe(), "--config", str(cfg), "run", "--json", str(source)],
                          capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -316,3 +305,6 @@ def test_the_cli_leaves_no_worker_behind(tmp_path: Path, emulator: Any) -> None:
     bomb = records["https://cli.example/bomb.pdf"]
     assert bomb.status == "ok" and records["https://cli.example/"].title == "Cli"
     assert bomb.preview_note == f"extraction stopped: over {DEFAULTS.max_memory_mb} MB"
+    slow = records["https://cli.example/slow.pdf"]
+    assert slow.status == "ok" and slow.preview == "" and slow.content_type == "application/pdf"
+    assert slow.preview_note == "extraction stopped: took longer than 5.5 s"

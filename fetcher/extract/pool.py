@@ -8,8 +8,8 @@ own address space (``ExtractLimits.max_memory_mb``) and is killed past
 ``ExtractLimits.deadline_seconds``; the parent then answers an :class:`Extraction` with an
 empty preview and a note saying why, and starts a fresh worker for the next document.
 
-The workers are plain ``python -c`` processes talking over pipes (see :mod:`.worker` for the
-wire format), not ``multiprocessing``: its "spawn" start method re-runs the caller's main
+The workers are plain ``python -c`` processes talking over a socket pair (see :mod:`.worker`
+for the wire format), not ``multiprocessing``: its "spawn" start method re-runs the caller's main
 script in every child (an unguarded script would fetch again), and "fork" copies a
 threaded process. A worker imports only this package, not the rest of snapcache, so it
 starts in about 0.1 s. Bodies in files are passed by path; only in-memory bodies cross the
@@ -23,6 +23,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -72,22 +73,28 @@ class _Stopped(Exception):
 
 
 class _Worker:
-    """One child process and its two pipes. Used by one thread at a time, except that
-    :meth:`kill` may come from :meth:`ExtractPool.close` on another."""
+    """One child process and the socket it talks over. Used by one thread at a time,
+    except that :meth:`kill` may come from :meth:`ExtractPool.close` on another."""
 
     def __init__(self, python: str, settings: dict[str, object]) -> None:
-        self.proc = subprocess.Popen(
-            [python, "-c", _BOOT, json.dumps(sys.path), json.dumps(settings)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            # Its own session: a Ctrl-C or a terminal hang-up is for the parent, which
-            # stops the workers itself.
-            start_new_session=True, close_fds=True, bufsize=0,
-        )
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self._to = self.proc.stdin.fileno()
-        self._from = self.proc.stdout.fileno()
-        os.set_blocking(self._to, False)
-        os.set_blocking(self._from, False)
+        # A socket pair rather than two pipes: sends can say MSG_NOSIGNAL, so a worker that
+        # died mid-request is an error here even in a program that restored the default
+        # SIGPIPE action (which a pipe write would turn into the death of the caller).
+        self._sock, theirs = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(
+                [python, "-c", _BOOT, json.dumps(sys.path), json.dumps(settings)],
+                stdin=theirs.fileno(), stdout=theirs.fileno(), stderr=subprocess.DEVNULL,
+                # Its own session: a Ctrl-C or a terminal hang-up is for the parent, which
+                # stops the workers itself.
+                start_new_session=True, close_fds=True,
+            )
+        except BaseException:
+            self._sock.close()
+            raise
+        finally:
+            theirs.close()
+        self._sock.setblocking(False)
         self.jobs = 0
         self._reap_lock = threading.Lock()
         self._status: tuple[int, int] | None = None  # (wait status, peak RSS in KiB)
@@ -116,23 +123,25 @@ class _Worker:
     def _write(self, data: bytes | memoryview, deadline: float) -> None:
         view = memoryview(data)
         while view:
-            self._wait(self._to, select.POLLOUT, deadline)
+            self._wait(select.POLLOUT, deadline)
             try:
-                sent = os.write(self._to, view[:_READ_CHUNK])
+                sent = self._sock.send(view[:_READ_CHUNK], socket.MSG_NOSIGNAL)
             except BlockingIOError:
                 continue
-            except BrokenPipeError:
-                raise _Stopped("") from None  # it died: the caller asks how
+            except OSError:  # EPIPE, ECONNRESET: it died
+                raise _Stopped("") from None  # the caller asks how
             view = view[sent:]
 
     def _read_exact(self, size: int, deadline: float) -> bytes:
         buf = bytearray()
         while len(buf) < size:
-            self._wait(self._from, select.POLLIN, deadline)
+            self._wait(select.POLLIN, deadline)
             try:
-                chunk = os.read(self._from, min(size - len(buf), _READ_CHUNK))
+                chunk = self._sock.recv(min(size - len(buf), _READ_CHUNK))
             except BlockingIOError:
                 continue
+            except ConnectionError:
+                chunk = b""
             if not chunk:
                 raise _Stopped("")  # it died: the caller asks how
             buf += chunk
@@ -150,13 +159,12 @@ class _Worker:
             raise _Stopped("extraction stopped: the worker's answer was not readable")
         return reply
 
-    @staticmethod
-    def _wait(fd: int, event: int, deadline: float) -> None:
+    def _wait(self, event: int, deadline: float) -> None:
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError
         poller = select.poll()
-        poller.register(fd, event)
+        poller.register(self._sock, event)
         if not poller.poll(left * 1000):
             raise TimeoutError
 
@@ -173,7 +181,7 @@ class _Worker:
         """Ask the worker to exit (end of its input), kill it if it does not, reap it and
         close the pipes."""
         with contextlib.suppress(OSError):
-            self.proc.stdin.close()  # type: ignore[union-attr]
+            self._sock.shutdown(socket.SHUT_WR)  # the end of its input: it exits
         with self._reap_lock:
             deadline = time.monotonic() + 2.0
             while self._status is None and not self._reap(os.WNOHANG):
@@ -207,11 +215,8 @@ class _Worker:
         return True
 
     def dispose(self) -> None:
-        """Close the pipes (after :meth:`kill` or :meth:`stop`)."""
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
+        """Close the socket (after :meth:`kill` or :meth:`stop`)."""
+        self._sock.close()
 
 
 class ExtractPool:
@@ -400,12 +405,18 @@ class ExtractPool:
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
             if worker not in self._live:
-                return  # discarded meanwhile (close)
-            if not self._closed and worker.jobs < _JOBS_PER_WORKER:
+                gone = True  # close() killed it meanwhile
+            elif not self._closed and worker.jobs < _JOBS_PER_WORKER:
                 self._idle.append(worker)
                 return
-            self._live.discard(worker)
-        worker.stop()
+            else:
+                gone = False
+                self._live.discard(worker)
+        if gone:
+            worker.kill()
+            worker.dispose()
+        else:
+            worker.stop()
 
     def _discard(self, worker: _Worker) -> tuple[int, int]:
         with self._lock:
