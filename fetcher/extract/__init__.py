@@ -8,7 +8,9 @@ Wayback toolbar as the preview of a PDF.
 
 Hostile or broken documents never raise; they give an :class:`Extraction` whose ``note``
 says why the preview is empty or partial. Only programmer errors raise (e.g. a path that
-does not exist -> ``FileNotFoundError``).
+does not exist -> ``FileNotFoundError``), and ``MemoryError``: no limit stops a parser
+inside :func:`extract`, which is why snapcache calls it through :class:`ExtractPool`,
+whose workers are capped in memory and time.
 
 Modules, one job each: :mod:`.sanitize` (terminal-safe text), :mod:`.sniff` (type sniffing
 and charset decoding), :mod:`.harden` (the linear pass that makes hostile HTML cheap to

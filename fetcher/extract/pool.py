@@ -13,7 +13,7 @@ for the wire format), not ``multiprocessing``: its "spawn" start method re-runs 
 script in every child (an unguarded script would fetch again), and "fork" copies a
 threaded process. A worker imports only this package, not the rest of snapcache, so it
 starts in about 0.1 s. Bodies in files are passed by path; only in-memory bodies cross the
-pipe. Workers start on first use and stop on :meth:`ExtractPool.close`.
+socket. Workers start on first use and stop on :meth:`ExtractPool.close`.
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ class ExtractPool:
         self.limits = limits if limits is not None else ExtractLimits()
         self.size = max(1, workers)
         self._python = python or sys.executable
-        self._settings = {k: v for k, v in asdict(self.limits).items()}
+        self._settings = asdict(self.limits)
         self._slots = threading.BoundedSemaphore(self.size)
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
@@ -304,7 +304,8 @@ class ExtractPool:
             data = memoryview(body)
             head = bytes(data[:_HEAD_BYTES])
         else:
-            path = os.fspath(body)
+            # Absolute: the worker may have started before the caller changed directory.
+            path = os.path.abspath(os.fspath(body))
             with open(path, "rb") as fh:
                 head = fh.read(_HEAD_BYTES)
             data = memoryview(b"")
