@@ -308,3 +308,19 @@ def test_the_cli_leaves_no_worker_behind(tmp_path: Path, emulator: Any) -> None:
     slow = records["https://cli.example/slow.pdf"]
     assert slow.status == "ok" and slow.preview == "" and slow.content_type == "application/pdf"
     assert slow.preview_note == "extraction stopped: took longer than 5.5 s"
+
+
+def test_a_worker_that_cannot_start_is_a_note_not_an_exception(tmp_path: Path) -> None:
+    page = html_page("T", "x")
+    with ExtractPool(python=str(tmp_path / "no-such-python")) as pool:
+        result = pool.extract(page, "text/html")
+    assert (result.kind, result.preview) == ("html", "")
+    assert result.note is not None
+    assert result.note.startswith("extraction stopped: the worker could not start")
+    # A Python that runs but cannot import the extractor says why, in the note.
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -S -c \"$2\" '[]' \"$4\"\n")
+    fake.chmod(0o755)
+    with ExtractPool(python=str(fake)) as pool:
+        result = pool.extract(page, "text/html")
+    assert result.note is not None and "ModuleNotFoundError" in result.note, result.note

@@ -52,14 +52,20 @@ _READ_CHUNK = 1 << 20
 # Run by each worker: load this package without executing snapcache/__init__.py (which
 # imports the HTTP client, the store and the rest: 0.3 s and 20 MB per worker for nothing),
 # with the parent's import path, then serve. argv: [path list, limits] as JSON.
+# A failure to import is sent as a frame: the worker's stderr goes nowhere.
 _BOOT = """\
-import importlib.util, json, sys
-sys.path[:] = json.loads(sys.argv[1])
-if "snapcache" not in sys.modules:
-    spec = importlib.util.find_spec("snapcache")
-    if spec is not None and spec.submodule_search_locations is not None:
-        sys.modules["snapcache"] = importlib.util.module_from_spec(spec)
-from snapcache.extract.worker import main
+import importlib.util, json, os, sys
+try:
+    sys.path[:] = json.loads(sys.argv[1])
+    if "snapcache" not in sys.modules:
+        spec = importlib.util.find_spec("snapcache")
+        if spec is not None and spec.submodule_search_locations is not None:
+            sys.modules["snapcache"] = importlib.util.module_from_spec(spec)
+    from snapcache.extract.worker import main
+except BaseException as exc:
+    why = json.dumps({"error": "start", "reason": f"{type(exc).__name__}: {exc}"}).encode()
+    os.write(1, len(why).to_bytes(8, "big") + why)
+    raise SystemExit(1)
 main(json.loads(sys.argv[2]))
 """
 
