@@ -9,7 +9,7 @@ the preview and :func:`finish`, which caps the text and joins the notes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from .sanitize import sanitize_text
 
@@ -28,7 +28,7 @@ __all__ = [
 
 Kind = Literal["html", "pdf", "text", "other", "empty"]
 #: Every :data:`Kind`, for checking one that crossed a process boundary.
-KINDS: Final[frozenset[str]] = frozenset({"html", "pdf", "text", "other", "empty"})
+KINDS: Final[frozenset[str]] = frozenset(get_args(Kind))
 #: Seconds between the PDF's own time limit and the worker being killed.
 PDF_STOP_MARGIN: Final = 5.0
 
