@@ -14,6 +14,7 @@ Sections (``--sections``, default all):
 * ``extract``  preview throughput, PDF preview time, peak RSS on big documents
 * ``serve``    ``snapcache serve``: req/s and latency of GET /v1/resources/{id} over 10,000
                records (bench/serve_bench.py)
+* ``pool``     per-document cost of the bounded extraction workers vs in-process
 
 Figures are printed as tables and written to bench/results/latest.json. The targets are
 compared in a final table; they are never assertions.
@@ -435,6 +436,31 @@ def run_extract(args: argparse.Namespace, results: dict[str, Any], tmp: Path) ->
          "once (ru_maxrss is not used: on Linux it carries the parent's peak across exec)"])
 
 
+def run_pool(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    import extract_bench
+
+    log("pool: ...")
+    r = extract_bench.pool_overhead(log=log)
+    results["pool"] = r
+    results["pool_table"] = table(
+        "Extraction in the bounded worker pool (one warm worker) vs in-process",
+        ["document", "in-process ms", "pool ms", "overhead ms", "CPU ms in-process",
+         "CPU ms pool"],
+        [[f"HTML page ({r['html_doc_kb']:.0f} KB), median", f"{r['html_inproc_ms']:.2f}",
+          f"{r['html_pool_ms']:.2f}", f"{r['html_overhead_ms']:.2f}",
+          f"{r['html_inproc_cpu_ms']:.2f}", f"{r['html_pool_cpu_ms']:.2f}"],
+         [f"10-page PDF ({r['pdf_doc_kb']:.0f} KB), median", f"{r['pdf_inproc_ms']:.2f}",
+          f"{r['pdf_pool_ms']:.2f}", f"{r['pdf_overhead_ms']:.2f}",
+          f"{r['pdf_inproc_cpu_ms']:.2f}", f"{r['pdf_pool_cpu_ms']:.2f}"]],
+        ["wall ms: medians, each document in-process then through the pool in turn; CPU ms: "
+         "means, the caller's alone vs the caller's plus the worker's (the machine's load "
+         f"does not inflate these; load average at the end: {os.getloadavg()[0]:.1f})",
+         f"first document on a new pool (starts a worker): {r['first_doc_cold_pool_ms']:.0f} ms",
+         f"PDF bomb ({r['bomb_kb']:.0f} KB, one page inflating to 400 MB): stopped in "
+         f"{r['bomb_s']:.2f} s, the caller's RSS grew {r['bomb_parent_rss_growth_mb']:.0f} MB; "
+         f"note: {r['bomb_note']}"])
+
+
 # ------------------------------------------------------------------------------------------
 # targets
 
@@ -482,8 +508,9 @@ def targets(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sections", default="cold,batch,warm,extract,serve",
-                    help="comma list of cold, batch, warm (includes overhead), extract, serve")
+    ap.add_argument("--sections", default="cold,batch,warm,extract,pool,serve",
+                    help="comma list of cold, batch, warm (includes overhead), extract, pool, "
+                    "serve")
     ap.add_argument("--batch-concurrency", type=int, default=8,
                     help="concurrency of the batch (Fetcher.run) section")
     ap.add_argument("--scale", type=float, default=12.0,
@@ -531,6 +558,8 @@ def main(argv: list[str] | None = None) -> int:
         if "serve" in sections:
             (tmp / "serve").mkdir()
             serve_bench.run_serve(args, results, tmp / "serve", table)
+        if "pool" in sections:
+            run_pool(args, results)
     targets(results)
     results["total_s"] = time.perf_counter() - t0
     out = Path(args.out)

@@ -1,6 +1,7 @@
 """Extraction benchmarks: preview throughput (one thread, and a pool of 2 processes), the
 median PDF first-pages preview time, and peak RSS on an 80 MB PDF and a 30 MB single-line
-HTML page, each measured in a fresh subprocess.
+HTML page, each measured in a fresh subprocess. :func:`pool_overhead` (the ``pool``
+section) prices snapcache's bounded extraction workers against in-process extraction.
 
 Run as a script with ``--rss KIND PATH`` it is that subprocess: it imports the extractor,
 notes its RSS, extracts once and prints JSON.
@@ -230,6 +231,97 @@ def run(workdir: Path, *, n_html: int = 200, n_pdf: int = 40, log: Any = print) 
     for p in (pdf_path, html_path):
         p.unlink(missing_ok=True)
     return res
+
+
+def _interleaved(docs: list[tuple[bytes, str]], first: Any, second: Any
+                 ) -> tuple[list[float], list[float]]:
+    """Per-document seconds of two extractors, alternating document by document so that
+    drift in the machine's load falls on both alike."""
+    a: list[float] = []
+    b: list[float] = []
+    for body, ctype in docs:
+        t0 = time.perf_counter()
+        first(body, ctype)
+        a.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        second(body, ctype)
+        b.append(time.perf_counter() - t0)
+    return a, b
+
+
+def pool_overhead(*, n_html: int = 200, n_pdf: int = 40, log: Any = print) -> dict[str, Any]:
+    """What running extraction in the bounded worker pool (snapcache's way since the
+    "untrusted bytes" issue) costs per document against calling ``extract`` in-process,
+    with a warm pool of one worker; the start of a worker; and the PDF bomb it stops."""
+    from corpus import html_doc, pdf_doc
+    from snapcache.extract import ExtractLimits, ExtractPool, extract
+
+    from tests.bombs import pdf_bomb
+
+    rng = random.Random(3)
+    html_docs = [(html_doc(rng, f"Page {i}", 60), "text/html; charset=utf-8")
+                 for i in range(n_html)]
+    pdf_docs = [(pdf_doc(rng, f"Report {i}", 10), "application/pdf") for i in range(n_pdf)]
+    res: dict[str, Any] = {}
+    starts = []
+    for _ in range(3):
+        with ExtractPool(workers=1) as cold:
+            t0 = time.perf_counter()
+            cold.extract(*html_docs[0])
+            starts.append(time.perf_counter() - t0)
+    res["first_doc_cold_pool_ms"] = statistics.median(starts) * 1000
+    log("  pool vs in-process, per document ...")
+    # PDFs are fewer and the CPU clock ticks at 10 ms: they go round a few times. A worker
+    # is replaced after 500 documents, so each kind has its own pool, kept under that.
+    for kind, docs, rounds in (("html", html_docs, 1), ("pdf", pdf_docs, 5)):
+        with ExtractPool(workers=1) as pool:
+            extract(*docs[0])
+            pool.extract(*docs[0])  # warm: the worker is up and has parsed once
+            inproc, pooled = _interleaved(docs, extract, pool.extract)
+            res[f"{kind}_inproc_ms"] = statistics.median(inproc) * 1000
+            res[f"{kind}_pool_ms"] = statistics.median(pooled) * 1000
+            res[f"{kind}_overhead_ms"] = res[f"{kind}_pool_ms"] - res[f"{kind}_inproc_ms"]
+            res[f"{kind}_doc_kb"] = statistics.mean(len(d) for d, _ in docs) / 1024
+            # CPU per document, which the machine's load does not inflate: the caller's
+            # alone in-process; the caller's plus the worker's through the pool.
+            t0 = time.process_time()
+            for body, ctype in docs * rounds:
+                extract(body, ctype)
+            res[f"{kind}_inproc_cpu_ms"] = (time.process_time() - t0) / len(docs) / rounds * 1e3
+            (pid,) = pool.pids()
+            w0, t0 = _cpu_s(pid), time.process_time()
+            for body, ctype in docs * rounds:
+                pool.extract(body, ctype)
+            used = time.process_time() - t0 + _cpu_s(pid) - w0
+            res[f"{kind}_pool_cpu_ms"] = used / len(docs) / rounds * 1e3
+    log("  the PDF bomb through the pool ...")
+    with ExtractPool(workers=1) as pool:
+        pool.extract(*pdf_docs[0])
+        bomb = pdf_bomb()
+        rss_before = _rss_kib()
+        t0 = time.perf_counter()
+        stopped = pool.extract(bomb, "application/pdf")
+        res["bomb_s"] = time.perf_counter() - t0
+        res["bomb_kb"] = len(bomb) / 1024
+        res["bomb_note"] = stopped.note
+        res["bomb_parent_rss_growth_mb"] = (_rss_kib() - rss_before) / 1024
+    res["max_memory_mb"] = ExtractLimits().max_memory_mb
+    return res
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        parts = fh.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 if __name__ == "__main__":

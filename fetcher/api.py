@@ -72,13 +72,17 @@ class AsyncFetcher:
             )
 
     async def aclose(self) -> None:
-        """Close the HTTP client (when this fetcher made it) and the store."""
+        """Stop the extraction workers, close the HTTP client (when this fetcher made it)
+        and the store."""
         if self._closed:
             return
         self._closed = True
-        if self._owns_transport:
-            await self._transport.aclose()
-        self.cache.close()
+        try:
+            self._engine.close()
+            if self._owns_transport:
+                await self._transport.aclose()
+        finally:
+            self.cache.close()
 
     @property
     def stats(self) -> TransportStats:

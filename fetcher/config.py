@@ -31,7 +31,7 @@ import platformdirs
 from .capture import netloc_of
 from .credentials import clean_secret, known_secrets, resolve_save_keys
 from .errors import ConfigError
-from .extract import ExtractLimits
+from .extract import DEFAULT_WORKERS, ExtractLimits
 
 # The Internet Archive's hard limits are 30 CDX and 600 playback requests per minute per IP
 # (edgi-govdata-archiving/wayback#206, _client.py); its staff asked clients to stay at 80%.
@@ -164,6 +164,12 @@ class PreviewConfig:
     pdf_max_pages: int = _EXTRACT_DEFAULTS.pdf_max_pages
     pdf_max_seconds: float = _EXTRACT_DEFAULTS.pdf_max_seconds
     html_max_bytes: int = _EXTRACT_DEFAULTS.html_max_bytes
+    #: Address space of each extraction worker, MB: a document needing more is stopped.
+    max_memory_mb: int = _EXTRACT_DEFAULTS.max_memory_mb
+    #: Wall clock per document, seconds (at least pdf_max_seconds + 5): the worker is killed.
+    max_seconds: float = _EXTRACT_DEFAULTS.max_seconds
+    #: Extraction worker processes (documents extracted at once).
+    workers: int = DEFAULT_WORKERS
 
     def extract_limits(self) -> ExtractLimits:
         """The extraction bounds this section configures."""
@@ -173,6 +179,8 @@ class PreviewConfig:
             pdf_max_pages=self.pdf_max_pages,
             pdf_max_seconds=self.pdf_max_seconds,
             html_max_bytes=self.html_max_bytes,
+            max_memory_mb=self.max_memory_mb,
+            max_seconds=self.max_seconds,
         )
 
 
@@ -446,6 +454,9 @@ _POSITIVE: Final = frozenset(
         "pdf_max_pages",
         "pdf_max_seconds",
         "html_max_bytes",
+        "max_memory_mb",
+        "max_seconds",
+        "workers",
         "history_limit",
         "concurrency",
         "circuit_breaker",

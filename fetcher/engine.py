@@ -26,7 +26,7 @@ from .errors import (
     DisallowedHostError,
     TransientError,
 )
-from .extract import Extraction, ExtractLimits, extract
+from .extract import Extraction, ExtractPool
 from .ids import (
     mint_stable_id,
     normalize_timestamp,
@@ -64,17 +64,18 @@ class Extracted:
     sha256: str
 
 
-def extract_response(response: Response, limits: ExtractLimits) -> Extracted:
-    """Extract ``response``'s body (in memory or spilled to a file) and hash it.
+def extract_response(response: Response, pool: ExtractPool) -> Extracted:
+    """Extract ``response``'s body (in memory, or spilled to a file and passed by path) in
+    ``pool``'s bounded workers, and hash it.
 
-    Never raises for a document: should a parser still fail, the capture fields stay good
-    and the reason is noted."""
+    Never raises for a document: one that stops its worker (memory, time) or makes a parser
+    fail keeps the capture fields good, with an empty preview and the reason noted."""
     declared = response.headers.get("content-type")
     source: bytes | Path = (
         response.body_path if response.body_path is not None else (response.body or b"")
     )
     try:
-        result = extract(source, declared, limits)
+        result = pool.extract(source, declared)
     except Exception as exc:
         result = Extraction(
             kind="other",
@@ -107,7 +108,8 @@ class Engine:
     """Plan and make one fetch: implements :class:`~snapcache.protocols.FetchEngine`.
 
     It uses the store and transport it is given and owns neither: whoever made them closes
-    them (the public facade does).
+    them (the public facade does). It owns its extraction pool, whose worker processes
+    start on the first extraction: :meth:`close` stops them.
     """
 
     def __init__(self, config: Config, store: Store, transport: Transport) -> None:
@@ -120,6 +122,12 @@ class Engine:
         self.archive: WaybackArchive = self.chain.archives[0]
         self.ttls = ttls_from_config(config)
         self.limits = config.preview.extract_limits()
+        #: The worker processes extraction runs in (bounded in memory and time).
+        self.extractor = ExtractPool(self.limits, workers=config.preview.workers)
+
+    def close(self) -> None:
+        """Stop the extraction workers (the store and transport are the caller's)."""
+        self.extractor.close()
 
     @property
     def config(self) -> Config:
@@ -201,13 +209,14 @@ class Engine:
         resolution: Resolution | None = None
         extracted: Extracted | None = None
         error: str | None
+        self.extractor.prestart()  # a worker starts while the archive answers
         try:
             # One deadline over every request, hop and retry of this URL, in every archive.
             with url_deadline(self.config.archive.url_deadline):
                 resolution = await self.chain.resolve(target.original, wanted_at)
             if resolution.response is not None:
                 extracted = await asyncio.to_thread(
-                    extract_response, resolution.response, self.limits
+                    extract_response, resolution.response, self.extractor
                 )
         except ArchiveUnreachableError as exc:
             if defer_unreachable:

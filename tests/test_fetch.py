@@ -396,12 +396,12 @@ def test_at_uses_a_closest_sorted_cdx_query(emulator: Any, fetcher: Fetcher) -> 
 def test_an_extraction_failure_keeps_the_capture_and_notes_why(
     emulator: Any, fetcher: Fetcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import snapcache.engine as engine
+    from snapcache.extract import ExtractPool
 
     def broken(*args: object, **kwargs: object) -> None:
         raise MemoryError("simulated library failure")
 
-    monkeypatch.setattr(engine, "extract", broken)
+    monkeypatch.setattr(ExtractPool, "extract", broken)
     emulator.add_capture("https://example.org/doc", "20220101000000", body=b"<html>x</html>")
     record = fetcher.fetch("https://example.org/doc")
     assert record.status == "ok" and record.capture_timestamp == "20220101000000"

@@ -8,23 +8,30 @@ Wayback toolbar as the preview of a PDF.
 
 Hostile or broken documents never raise; they give an :class:`Extraction` whose ``note``
 says why the preview is empty or partial. Only programmer errors raise (e.g. a path that
-does not exist -> ``FileNotFoundError``).
+does not exist -> ``FileNotFoundError``), and ``MemoryError``: no limit stops a parser
+inside :func:`extract`, which is why snapcache calls it through :class:`ExtractPool`,
+whose workers are capped in memory and time.
 
 Modules, one job each: :mod:`.sanitize` (terminal-safe text), :mod:`.sniff` (type sniffing
 and charset decoding), :mod:`.harden` (the linear pass that makes hostile HTML cheap to
 parse), :mod:`.html` and :mod:`.pdf` (the two extractors), :mod:`.result` (limits, the
-result type and its assembly) and :mod:`.core` (the :func:`extract` entry point). Nothing
-here imports the rest of snapcache.
+result type and its assembly), :mod:`.core` (the :func:`extract` entry point), and
+:mod:`.pool` with :mod:`.worker`: :class:`ExtractPool` runs :func:`extract` in worker
+processes capped in memory and time, which is how snapcache itself extracts. Nothing here
+imports the rest of snapcache.
 """
 
 from .core import extract
+from .pool import DEFAULT_WORKERS, ExtractPool
 from .result import TITLE_MAX_CHARS, Extraction, ExtractLimits, Kind
 from .sanitize import sanitize_text
 from .sniff import decode_html
 
 __all__ = [
+    "DEFAULT_WORKERS",
     "TITLE_MAX_CHARS",
     "ExtractLimits",
+    "ExtractPool",
     "Extraction",
     "Kind",
     "decode_html",

@@ -42,7 +42,9 @@ def extract_pdf(
 
     Reads at most ``limits.pdf_max_pages`` pages and stops between pages once
     ``limits.pdf_max_seconds`` (measured with ``clock``) have passed. Never raises for bad
-    documents; a missing file (``FileNotFoundError``) is the caller's bug and escapes.
+    documents; a missing file (``FileNotFoundError``) is the caller's bug and escapes, and
+    so does ``MemoryError``: running out of room is the process's limit, which the
+    extraction worker reports as such, not a property of the document.
     """
     started = clock()
     notes: list[str] = []
@@ -53,7 +55,7 @@ def extract_pdf(
             if getattr(exc, "err_code", None) in _PDF_PASSWORD_ERRORS:
                 return None, "", None, ["encrypted PDF"]
             return None, "", None, [f"corrupt PDF: {_short_reason(exc)}"]
-        except (OSError, ValueError, TypeError, MemoryError) as exc:
+        except (OSError, ValueError, TypeError) as exc:
             if isinstance(exc, FileNotFoundError):
                 raise
             return None, "", None, [f"corrupt PDF: {_short_reason(exc)}"]
@@ -74,6 +76,8 @@ def extract_pdf(
                     break
                 try:
                     page_text = _pdf_page_text(doc, index)
+                except MemoryError:
+                    raise  # not the page's fault: the worker's memory limit (pool.py)
                 except Exception as exc:  # one broken page should not lose the others
                     notes.append(f"PDF page {index + 1} unreadable: {_short_reason(exc)}")
                     read += 1
@@ -87,6 +91,8 @@ def extract_pdf(
                     break  # finish() cuts and notes; no point reading further
             if pages > read:
                 notes.append(f"PDF: read {read} of {pages} pages")
+        except MemoryError:
+            raise
         except Exception as exc:  # pdfium can fail mid-way on damaged files
             return None, "", None, [f"corrupt PDF: {_short_reason(exc)}"]
         finally:

@@ -9,11 +9,13 @@ the preview and :func:`finish`, which caps the text and joins the notes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal, get_args
 
 from .sanitize import sanitize_text
 
 __all__ = [
+    "KINDS",
+    "PDF_STOP_MARGIN",
     "TITLE_MAX_CHARS",
     "ExtractLimits",
     "Extraction",
@@ -25,6 +27,10 @@ __all__ = [
 ]
 
 Kind = Literal["html", "pdf", "text", "other", "empty"]
+#: Every :data:`Kind`, for checking one that crossed a process boundary.
+KINDS: Final[frozenset[str]] = frozenset(get_args(Kind))
+#: Seconds between the PDF's own time limit and the worker being killed.
+PDF_STOP_MARGIN: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,16 @@ class ExtractLimits:
     pdf_max_pages: int = 10  # first pages only
     pdf_max_seconds: float = 10.0  # checked between pages; stop and note when exceeded
     html_max_bytes: int = 4_000_000  # parse at most this many bytes of HTML / text
+    # The next two bound a document whatever it does, in the extraction worker (pool.py):
+    max_memory_mb: int = 512  # the worker's address space; past it the worker stops
+    max_seconds: float = 15.0  # wall clock per document; past it the worker is killed
+
+    @property
+    def deadline_seconds(self) -> float:
+        """The wall-clock limit the pool enforces: ``max_seconds``, but never less than
+        ``pdf_max_seconds`` + 5 s, so that the gentler stop between PDF pages (which keeps
+        the pages already read) always comes first."""
+        return max(self.max_seconds, self.pdf_max_seconds + PDF_STOP_MARGIN)
 
 
 @dataclass(frozen=True, slots=True)

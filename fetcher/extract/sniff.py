@@ -3,7 +3,8 @@
 The type is decided by sniffing the bytes, never by the URL or the declared type alone
 (the old wiki trusted the declared type and ended up storing the Wayback toolbar as the
 preview of a PDF). Charsets are decided the way browsers do, with a few guards against the
-common server misconfigurations; see :func:`decode_html`.
+common server misconfigurations; see :func:`decode_html`. Only the encodings of the WHATWG
+Encoding Standard can be chosen: a page cannot name one of Python's other codecs.
 """
 
 from __future__ import annotations
@@ -11,12 +12,20 @@ from __future__ import annotations
 import codecs
 import functools
 import re
+from typing import Final
 
 import charset_normalizer
 
 from .result import Kind
 
-__all__ = ["decode_body", "decode_html", "media_type", "sniff"]
+__all__ = [
+    "ALLOWED_CODECS",
+    "WHATWG_LABELS",
+    "decode_body",
+    "decode_html",
+    "media_type",
+    "sniff",
+]
 
 # How many leading bytes the sniffer looks at ("%PDF-" may sit anywhere in the first KB,
 # as the PDF spec allows junk before the header).
@@ -177,57 +186,108 @@ def sniff(head: bytes, declared_mime: str | None) -> tuple[Kind, str]:
 # charsets
 # --------------------------------------------------------------------------------------
 
-# Labels browsers decode with a superset codec (WHATWG Encoding Standard). Without this,
-# "iso-8859-1" pages show C1 controls where the author meant curly quotes.
-_LABEL_ALIASES = {
-    "iso-8859-1": "cp1252",
-    "iso8859-1": "cp1252",
-    "iso_8859-1": "cp1252",
-    "latin-1": "cp1252",
-    "latin1": "cp1252",
-    "l1": "cp1252",
-    "cp819": "cp1252",
-    "ibm819": "cp1252",
-    "us-ascii": "cp1252",
-    "ascii": "cp1252",
-    "iso-8859-9": "cp1254",
-    "latin5": "cp1254",
-    "iso-8859-11": "cp874",
-    "tis-620": "cp874",
-    "gb2312": "gbk",
-    "gb_2312-80": "gbk",
-    "x-gbk": "gbk",
-    "euc-kr": "cp949",
-    "ks_c_5601-1987": "cp949",
-    "shift_jis": "cp932",
-    "shift-jis": "cp932",
-    "sjis": "cp932",
-    "x-sjis": "cp932",
-    "windows-31j": "cp932",
-    "big5": "big5hkscs",
-    "x-x-big5": "big5hkscs",
+# The WHATWG Encoding Standard's labels (https://encoding.spec.whatwg.org/#names-and-labels),
+# each mapped to the Python codec that decodes it. This is an allow-list: a label not here
+# falls back to detection, so no page can reach a Python-only codec ("punycode", whose
+# decoder is quadratic, "idna", "rot13", "base64", "zlib_codec", "utf-7"...). Where
+# browsers decode a label with a superset (ISO-8859-1 and US-ASCII as windows-1252, GB2312
+# as GBK, Shift_JIS as windows-31j), so does this table: without that, "iso-8859-1" pages
+# show C1 controls where the author meant curly quotes. The "replacement" encoding (ISO-2022-
+# KR/CN, HZ) and x-user-defined have no useful Python codec: they fall back to detection too.
+_WHATWG_ENCODINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("utf-8", ("unicode-1-1-utf-8", "unicode11utf8", "unicode20utf8", "utf-8", "utf8",
+               "x-unicode20utf8")),
+    ("cp866", ("866", "cp866", "csibm866", "ibm866")),
+    ("iso8859-2", ("csisolatin2", "iso-8859-2", "iso-ir-101", "iso8859-2", "iso88592",
+                   "iso_8859-2", "iso_8859-2:1987", "l2", "latin2")),
+    ("iso8859-3", ("csisolatin3", "iso-8859-3", "iso-ir-109", "iso8859-3", "iso88593",
+                   "iso_8859-3", "iso_8859-3:1988", "l3", "latin3")),
+    ("iso8859-4", ("csisolatin4", "iso-8859-4", "iso-ir-110", "iso8859-4", "iso88594",
+                   "iso_8859-4", "iso_8859-4:1988", "l4", "latin4")),
+    ("iso8859-5", ("csisolatincyrillic", "cyrillic", "iso-8859-5", "iso-ir-144", "iso8859-5",
+                   "iso88595", "iso_8859-5", "iso_8859-5:1988")),
+    ("iso8859-6", ("arabic", "asmo-708", "csiso88596e", "csiso88596i", "csisolatinarabic",
+                   "ecma-114", "iso-8859-6", "iso-8859-6-e", "iso-8859-6-i", "iso-ir-127",
+                   "iso8859-6", "iso88596", "iso_8859-6", "iso_8859-6:1987")),
+    ("iso8859-7", ("csisolatingreek", "ecma-118", "elot_928", "greek", "greek8", "iso-8859-7",
+                   "iso-ir-126", "iso8859-7", "iso88597", "iso_8859-7", "iso_8859-7:1987",
+                   "sun_eu_greek")),
+    ("iso8859-8", ("csiso88598e", "csisolatinhebrew", "hebrew", "iso-8859-8", "iso-8859-8-e",
+                   "iso-ir-138", "iso8859-8", "iso88598", "iso_8859-8", "iso_8859-8:1988",
+                   "visual", "csiso88598i", "iso-8859-8-i", "logical")),
+    ("iso8859-10", ("csisolatin6", "iso-8859-10", "iso-ir-157", "iso8859-10", "iso885910",
+                    "l6", "latin6")),
+    ("iso8859-13", ("iso-8859-13", "iso8859-13", "iso885913")),
+    ("iso8859-14", ("iso-8859-14", "iso8859-14", "iso885914")),
+    ("iso8859-15", ("csisolatin9", "iso-8859-15", "iso8859-15", "iso885915", "iso_8859-15",
+                    "l9")),
+    ("iso8859-16", ("iso-8859-16",)),
+    ("koi8-r", ("cskoi8r", "koi", "koi8", "koi8-r", "koi8_r")),
+    ("koi8-u", ("koi8-ru", "koi8-u")),
+    ("mac-roman", ("csmacintosh", "mac", "macintosh", "x-mac-roman")),
+    ("cp874", ("dos-874", "iso-8859-11", "iso8859-11", "iso885911", "tis-620", "windows-874")),
+    ("cp1250", ("cp1250", "windows-1250", "x-cp1250")),
+    ("cp1251", ("cp1251", "windows-1251", "x-cp1251")),
+    ("cp1252", ("ansi_x3.4-1968", "ascii", "cp1252", "cp819", "csisolatin1", "ibm819",
+                "iso-8859-1", "iso-ir-100", "iso8859-1", "iso88591", "iso_8859-1",
+                "iso_8859-1:1987", "l1", "latin1", "us-ascii", "windows-1252", "x-cp1252")),
+    ("cp1253", ("cp1253", "windows-1253", "x-cp1253")),
+    ("cp1254", ("cp1254", "csisolatin5", "iso-8859-9", "iso-ir-148", "iso8859-9", "iso88599",
+                "iso_8859-9", "iso_8859-9:1989", "l5", "latin5", "windows-1254", "x-cp1254")),
+    ("cp1255", ("cp1255", "windows-1255", "x-cp1255")),
+    ("cp1256", ("cp1256", "windows-1256", "x-cp1256")),
+    ("cp1257", ("cp1257", "windows-1257", "x-cp1257")),
+    ("cp1258", ("cp1258", "windows-1258", "x-cp1258")),
+    ("mac-cyrillic", ("x-mac-cyrillic", "x-mac-ukrainian")),
+    ("gbk", ("chinese", "csgb2312", "csiso58gb231280", "gb2312", "gb_2312", "gb_2312-80",
+             "gbk", "iso-ir-58", "x-gbk")),
+    ("gb18030", ("gb18030",)),
+    ("big5hkscs", ("big5", "big5-hkscs", "cn-big5", "csbig5", "x-x-big5")),
+    ("euc_jp", ("cseucpkdfmtjapanese", "euc-jp", "x-euc-jp")),
+    ("iso2022_jp", ("csiso2022jp", "iso-2022-jp")),
+    ("cp932", ("csshiftjis", "ms932", "ms_kanji", "shift-jis", "shift_jis", "sjis",
+               "windows-31j", "x-sjis")),
+    ("cp949", ("cseuckr", "csksc56011987", "euc-kr", "iso-ir-149", "korean", "ks_c_5601-1987",
+               "ks_c_5601-1989", "ksc5601", "ksc_5601", "windows-949")),
+    ("utf-16-be", ("unicodefffe", "utf-16be")),
+    ("utf-16-le", ("csunicode", "iso-10646-ucs-2", "ucs-2", "unicode", "unicodefeff", "utf-16",
+                   "utf-16le")),
+)
+#: WHATWG label -> the canonical name of the Python codec that decodes it.
+WHATWG_LABELS: Final[dict[str, str]] = {
+    label: codecs.lookup(codec).name for codec, labels in _WHATWG_ENCODINGS for label in labels
 }
-# UTF-7 is a classic XSS vector and browsers refuse it; the rest are Python codecs that
-# are not character encodings in the HTML sense.
-_REFUSED_CODECS = frozenset({"utf-7", "utf_7", "unicode-escape", "raw-unicode-escape"})
-_LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,39}$")
+#: Every Python codec a page can select (the values of :data:`WHATWG_LABELS`), plus the
+#: UTF-32 and UTF-8-with-signature codecs a byte order mark selects.
+ALLOWED_CODECS: Final[frozenset[str]] = frozenset(WHATWG_LABELS.values()) | frozenset(
+    codecs.lookup(codec).name for _bom_bytes, codec in _BOMS
+)
 
 
 @functools.lru_cache(maxsize=256)
 def _codec_for(label: str) -> str | None:
-    """Python codec name for a charset label, or None if unknown/refused."""
-    label = label.strip().strip("\"'").lower()
-    if not _LABEL_RE.match(label):
-        return None
-    label = _LABEL_ALIASES.get(label, label)
+    """Python codec name for a WHATWG charset label, or None if it is not one.
+
+    Matched as the standard says (ASCII whitespace stripped, ASCII case folded), quotes
+    stripped too: servers send ``charset="utf-8"``."""
+    return WHATWG_LABELS.get(label.strip().strip("\"'").strip().lower())
+
+
+def _detected_codec(name: str) -> str | None:
+    """The allowed codec for a name the statistical detector gave, or None.
+
+    The detector names Python codecs ("cp1251", "shift_jis", "euc_kr"): one that is also a
+    WHATWG label takes that label's codec (so "shift_jis" becomes windows-31j as a label
+    would), and any other must be one of :data:`ALLOWED_CODECS`."""
+    label = name.strip().lower()
+    codec = _codec_for(label) or _codec_for(label.replace("_", "-"))
+    if codec is not None:
+        return codec
     try:
-        info = codecs.lookup(label)
+        canonical = codecs.lookup(label).name
     except LookupError:
         return None
-    # codecs.lookup also knows "base64", "rot13", "zlib"...: not text encodings.
-    if not getattr(info, "_is_text_encoding", True) or info.name in _REFUSED_CODECS:
-        return None
-    return info.name
+    return canonical if canonical in ALLOWED_CODECS else None
 
 
 @functools.lru_cache(maxsize=256)
@@ -331,7 +391,7 @@ def _detect(data: bytes) -> str | None:
         return None
     if best is None:
         return None
-    return _codec_for(best.encoding)
+    return _detected_codec(best.encoding)
 
 
 def decode_body(
@@ -380,12 +440,13 @@ def decode_body(
 def decode_html(data: bytes, declared_content_type: str | None) -> tuple[str, str]:
     """Decode an HTML document; returns ``(text, codec name used)``.
 
-    Order: BOM; the Content-Type charset if it is a known codec and decodes the bytes
-    strictly; ``<meta charset>`` in the first 2048 bytes (same check); strict UTF-8;
-    statistical detection (charset_normalizer) on the first 64 KB, preferring cp1252 for
-    plausible Western text; finally cp1252 with replacement characters. ISO-8859-1 and
-    US-ASCII labels mean cp1252, as in browsers. A single-byte label (whose strict decode
-    can never fail) loses to UTF-8 when the bytes are valid UTF-8 containing non-ASCII, so a
-    UTF-8 page mislabelled ``iso-8859-1`` does not turn into mojibake.
+    Order: BOM; the Content-Type charset if it is a WHATWG Encoding Standard label and
+    decodes the bytes strictly; ``<meta charset>`` in the first 2048 bytes (same check);
+    strict UTF-8; statistical detection (charset_normalizer) on the first 64 KB, preferring
+    cp1252 for plausible Western text; finally cp1252 with replacement characters.
+    ISO-8859-1 and US-ASCII labels mean cp1252, as in browsers. A single-byte label (whose
+    strict decode can never fail) loses to UTF-8 when the bytes are valid UTF-8 containing
+    non-ASCII, so a UTF-8 page mislabelled ``iso-8859-1`` does not turn into mojibake. A
+    label that is not the standard's (``punycode``, ``utf-7``, ``base64``) counts as none.
     """
     return decode_body(data, declared_content_type, html=True)
