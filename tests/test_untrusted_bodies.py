@@ -90,10 +90,15 @@ def script_cdx_case(archive: HostileArchive, total: int) -> None:
 
 
 #: Runs the CLI and reports its own peak RSS (kB) on stderr when it exits.
+# VmHWM, the peak of this process's own memory: Linux's ru_maxrss survives exec, so in a
+# child of a large pytest process it would report the parent's size at fork.
 PEAK_RSS_WRAPPER = """
-import atexit, resource, sys
-atexit.register(lambda: sys.stderr.write(
-    "\\nPEAK_RSS_KB %d\\n" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+import atexit, re, sys
+def _peak():
+    with open("/proc/self/status") as fh:
+        kb = int(re.search(r"VmHWM:\\s+(\\d+)", fh.read()).group(1))
+    sys.stderr.write("\\nPEAK_RSS_KB %d\\n" % kb)
+atexit.register(_peak)
 sys.argv[0] = "snapcache"
 from snapcache.cli import main
 main()
