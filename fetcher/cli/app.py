@@ -13,6 +13,7 @@ from ..config import LegacyStoreWarning, legacy_store_note, load_config
 from ..errors import ConfigError, SnapcacheError
 from .common import DAMAGED_SKIPPED, EXIT_SOME_FAILED, EXIT_USAGE, die
 from .db import copy_store_command, db
+from .queue import enqueue, queue_status, worker
 from .records import export, list_records, stats
 from .run import refetch, run
 from .single import fetch, move, save, show
@@ -78,6 +79,9 @@ cli.add_command(list_records)
 cli.add_command(stats)
 cli.add_command(db)
 cli.add_command(copy_store_command)
+cli.add_command(enqueue)
+cli.add_command(worker)
+cli.add_command(queue_status)
 
 
 def main() -> None:
