@@ -12,6 +12,9 @@ Sections (``--sections``, default all):
 * ``warm``     a second pass over 10,000 fresh records (zero requests allowed)
 * ``overhead`` one ``Fetcher.fetch`` of a cached record vs a raw cache read
 * ``extract``  preview throughput, PDF preview time, peak RSS on big documents
+* ``workers``  ``snapcache worker`` on the PostgreSQL store: URLs/s with 1, 2 and 4 workers
+               (no rate limit), the warm path on diskcache and PostgreSQL side by side,
+               bytes per record on each (bench/workers_bench.py; needs a server, ``--dsn``)
 
 Figures are printed as tables and written to bench/results/latest.json. The targets are
 compared in a final table; they are never assertions.
@@ -480,8 +483,8 @@ def targets(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sections", default="cold,batch,warm,extract",
-                    help="comma list of cold, batch, warm (includes overhead), extract")
+    ap.add_argument("--sections", default="cold,batch,warm,extract,workers",
+                    help="comma list of cold, batch, warm (includes overhead), extract, workers")
     ap.add_argument("--batch-concurrency", type=int, default=8,
                     help="concurrency of the batch (Fetcher.run) section")
     ap.add_argument("--scale", type=float, default=12.0,
@@ -492,6 +495,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overhead-n", type=int, default=2000)
     ap.add_argument("--only-tool", action="append", help="cold run: only these tools")
     ap.add_argument("--out", default=str(HERE / "results" / "latest.json"))
+    import workers_bench
+
+    workers_bench.add_arguments(ap)
     args = ap.parse_args(argv)
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
 
@@ -523,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
         if "extract" in sections:
             (tmp / "extract").mkdir()
             run_extract(args, results, tmp / "extract")
+        if "workers" in sections:
+            (tmp / "workers").mkdir()
+            workers_bench.run_workers(args, results, tmp / "workers")
     targets(results)
     results["total_s"] = time.perf_counter() - t0
     out = Path(args.out)
