@@ -73,6 +73,26 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _postgres_cpu() -> float:
+    """CPU seconds of the PostgreSQL server so far: its live processes, plus what its
+    ended sessions spent (counted into the postmaster's children times). Every session
+    counts, so other users of the server show up too."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, rest = stat.read_text().split(") ", 1)
+        except OSError:
+            continue
+        if not name.endswith("(postgres"):
+            continue
+        fields = rest.split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+        if fields[1] == "1" or not Path(f"/proc/{fields[1]}").exists():  # the postmaster
+            total += (int(fields[13]) + int(fields[14])) / tick
+    return total
+
+
 def _machine_busy() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine so far (/proc/stat)."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -126,6 +146,7 @@ def _workers_run(exe: str, cfg: Path, dsn: str, workers: int, n: int,
                              "urls.txt")], capture_output=True, text=True, env=env, check=True)
     assert json.loads(queued.stdout)["queued"] == n, queued.stdout
     emu_cpu = _cpu_seconds(emulator_pid)
+    pg_cpu = _postgres_cpu()
     busy, total = _machine_busy()
     before = os.times()
     started = time.perf_counter()
@@ -135,7 +156,16 @@ def _workers_run(exe: str, cfg: Path, dsn: str, workers: int, n: int,
     outs = [proc.communicate(timeout=1800) for proc in procs]
     wall = time.perf_counter() - started
     after = os.times()
+    # What starting and stopping a worker costs (imports, connections), measured on the
+    # now empty queue, is taken out of the per-URL figure.
+    idle = os.times()
+    subprocess.run([exe, "--config", str(cfg), "worker", "--until-empty", "--quiet"],
+                   capture_output=True, env=env, check=True)
+    idle_after = os.times()
+    startup_cpu = (idle_after.children_user - idle.children_user
+                   + idle_after.children_system - idle.children_system)
     busy2, total2 = _machine_busy()
+    pg_cpu = _postgres_cpu() - pg_cpu
     for proc, (_, err) in zip(procs, outs, strict=True):
         assert proc.returncode == 0, err[-2000:]
     summaries = [json.loads(out) for out, _ in outs]
@@ -144,15 +174,18 @@ def _workers_run(exe: str, cfg: Path, dsn: str, workers: int, n: int,
                                        " FROM snapcache_jobs WHERE state = 'done'")
     span = float(last) - float(first)
     worker_cpu = (after.children_user - before.children_user
-                  + after.children_system - before.children_system)
+                  + after.children_system - before.children_system) - workers * startup_cpu
     cores = os.cpu_count() or 1
     return {
         "workers": workers, "urls": n, "done": int(done), "wall_s": wall, "span_s": span,
         "urls_per_s": (int(done) - 1) / span if span > 0 else float("nan"),
         "startup_s": wall - span,
+        "startup_cpu_s": startup_cpu,
         "claimed": [s["claimed"] for s in summaries],
         "worker_cpu_ms_per_url": worker_cpu / n * 1000,
         "emulator_cpu_ms_per_url": (_cpu_seconds(emulator_pid) - emu_cpu) / n * 1000,
+        "postgres_cpu_ms_per_url": pg_cpu / n * 1000,
+        "load_before": os.getloadavg()[0],
         "machine_busy": (busy2 - busy) / ((total2 - total) or 1.0),
         "cores": cores,
     }
@@ -199,7 +232,8 @@ def run_workers(args: argparse.Namespace, results: dict[str, Any], tmp: Path) ->
     exe = str(Path(sys.executable).parent / "snapcache")
     ctx = multiprocessing.get_context("spawn")
     ready, stop = ctx.Queue(), ctx.Event()
-    server = ctx.Process(target=_serve, args=(args.warm_n, ready, stop), daemon=True)
+    pages = args.workers_n if args.workers_only else max(args.warm_n, args.workers_n)
+    server = ctx.Process(target=_serve, args=(pages, ready, stop), daemon=True)
     server.start()
     schemas: list[str] = []
 
@@ -222,6 +256,10 @@ def run_workers(args: argparse.Namespace, results: dict[str, Any], tmp: Path) ->
             log(f"workers: {count} worker(s) over {len(sample)} URLs ...")
             runs.append(_workers_run(exe, _config_file(base_url, where, store), store, count,
                                      len(sample), emulator_pid))
+        if args.workers_only:
+            results["workers"] = {"runs": runs}
+            _print_runs(runs, len(sample))
+            return
         # -- warm, both backends -------------------------------------------------------
         disk_tmp = tmp / "warm-disk"
         disk_tmp.mkdir()
@@ -259,32 +297,45 @@ def run_workers(args: argparse.Namespace, results: dict[str, Any], tmp: Path) ->
         for schema in schemas:
             _sql(dsn, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
-    one = runs[0]["urls_per_s"]
     results["workers"] = {
         "runs": runs, "warm": warm, "warm_n": records, "prefill_s": fill_s, "copy_s": copy_s,
         "bytes_per_record": {"diskcache": disk_bytes / records, "postgres": pg_bytes / records},
         "preview_chars_per_record": text_bytes / records,
     }
-    print(f"\n### Workers on PostgreSQL ({len(sample)} URLs, no rate limit, "
-          f"{runs[0]['cores']} CPUs)\n")
-    print("workers  URLs/s  vs 1   wall s  start-up s  worker CPU ms/URL  emulator CPU ms/URL"
-          "  machine busy  jobs per worker")
+    _print_runs(runs, len(sample))
+    _print_warm(results["workers"])
+
+
+def _print_runs(runs: list[dict[str, Any]], n: int) -> None:
+    one = runs[0]["urls_per_s"]
+    print(f"\n### Workers on PostgreSQL ({n} URLs, no rate limit, {runs[0]['cores']} CPUs)\n")
+    print("workers  URLs/s  vs 1   wall s  start-up s  CPU ms/URL: workers  postgres  emulator"
+          "  machine busy  load  jobs per worker")
     for r in runs:
         print(f"{r['workers']:>7}  {r['urls_per_s']:6.1f}  {r['urls_per_s'] / one:4.2f}x"
-              f"  {r['wall_s']:6.1f}  {r['startup_s']:10.1f}  {r['worker_cpu_ms_per_url']:17.1f}"
-              f"  {r['emulator_cpu_ms_per_url']:19.1f}  {r['machine_busy']:12.0%}  {r['claimed']}")
+              f"  {r['wall_s']:6.1f}  {r['startup_s']:10.1f}  {r['worker_cpu_ms_per_url']:19.1f}"
+              f"  {r['postgres_cpu_ms_per_url']:8.1f}  {r['emulator_cpu_ms_per_url']:8.1f}"
+              f"  {r['machine_busy']:12.0%}  {r['load_before']:4.1f}  {r['claimed']}")
+    print(f"  * worker CPU without each worker's start-up ({runs[0]['startup_cpu_s']:.2f} s: "
+          "imports, connections); postgres: every session of the server, other users' "
+          "included; load: the machine's 1-minute load average when the run started")
+
+
+def _print_warm(w: dict[str, Any]) -> None:
+    records = w["warm_n"]
     print(f"\n### Warm path ({records:,} fresh records, 0 requests)\n")
     print("figure                          diskcache   PostgreSQL")
-    d, p = warm["diskcache"], warm["postgres"]
+    d, p = w["warm"]["diskcache"], w["warm"]["postgres"]
     print(f"Fetcher.fetch_many(urls) s      {d['fetch_many_s']:9.2f}   {p['fetch_many_s']:10.2f}")
     print(f"Fetcher.run(lines) s            {d['run_s']:9.2f}   {p['run_s']:10.2f}")
     print(f"Fetcher.fetch median us         {d['fetch_median_us']:9.0f}   "
           f"{p['fetch_median_us']:10.0f}")
     print(f"Fetcher.fetch p95 us            {d['fetch_p95_us']:9.0f}   {p['fetch_p95_us']:10.0f}")
-    b = results["workers"]["bytes_per_record"]
+    b = w["bytes_per_record"]
     print(f"bytes per record                {b['diskcache']:9,.0f}   {b['postgres']:10,.0f}")
-    print(f"  * pre-fill {fill_s:.1f} s (diskcache, cold, concurrency 16); copy to PostgreSQL "
-          f"{copy_s:.1f} s; previews average {text_bytes / records:,.0f} characters")
+    print(f"  * pre-fill {w['prefill_s']:.1f} s (diskcache, cold, concurrency 16); copy to "
+          f"PostgreSQL {w['copy_s']:.1f} s; previews average "
+          f"{w['preview_chars_per_record']:,.0f} characters")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,6 +357,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="URLs per worker run in the workers section")
     ap.add_argument("--worker-counts", type=lambda s: [int(x) for x in s.split(",")],
                     default=[1, 2, 4], help="worker processes per run, e.g. 1,2,4")
+    ap.add_argument("--workers-only", action="store_true",
+                    help="workers section: only the worker runs (no warm path, no sizes)")
 
 
 if __name__ == "__main__":
