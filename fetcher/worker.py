@@ -209,6 +209,8 @@ class Worker:
         self.summary = WorkerSummary(worker=self.name, started_at=utc_now_iso())
         self.breaker = CircuitBreaker(policy.circuit_breaker)
         self.in_flight: dict[str, asyncio.Task[None]] = {}
+        #: The job of each task in flight (by resource ID), to give back if abandoned.
+        self.jobs: dict[str, Job] = {}
         #: True once an attempt got through to an archive (until then: one job at a time).
         self.reached = False
         self.unreachable_in_a_row = 0
@@ -272,7 +274,13 @@ class Worker:
             s.taken_over += 1
         task = asyncio.create_task(self.guarded(job))
         self.in_flight[job.resource_id] = task
-        task.add_done_callback(lambda _: self.in_flight.pop(job.resource_id, None))
+        self.jobs[job.resource_id] = job
+
+        def done(_: asyncio.Task[None]) -> None:
+            self.in_flight.pop(job.resource_id, None)
+            self.jobs.pop(job.resource_id, None)
+
+        task.add_done_callback(done)
 
     async def wait(self, seconds: float) -> None:
         """Until a job in flight finishes, a stop is requested, or ``seconds`` pass."""
@@ -299,17 +307,24 @@ class Worker:
 
     async def abandon(self) -> None:
         """Cancel what is still in flight and give those jobs back, pending."""
-        held = {rid: task for rid, task in self.in_flight.items() if not task.done()}
-        for task in held.values():
+        held = {rid: (self.jobs[rid], task) for rid, task in self.in_flight.items()
+                if not task.done()}
+        for _, task in held.values():
             task.cancel()
-        await asyncio.gather(*held.values(), return_exceptions=True)
-        if held:
-            try:
-                await asyncio.to_thread(self.queue.release, self.name, list(held))
-            except SnapcacheError as exc:  # their leases expire: another worker takes them
-                _log.warning("worker %s: could not release %d jobs: %s", self.name,
-                             len(held), exc)
-            self.summary.released += len(held)
+        await asyncio.gather(*(task for _, task in held.values()), return_exceptions=True)
+        if not held:
+            return
+        try:
+            # A job whose finishing write got through before the cancel is not released
+            # (it is no longer leased): the count says how many were given back.
+            given_back = await asyncio.to_thread(self.queue.release, self.name, list(held))
+        except SnapcacheError as exc:  # their leases expire: another worker takes them
+            _log.warning("worker %s: could not release %d jobs: %s", self.name, len(held), exc)
+            return
+        self.summary.released += given_back
+        reason = "the worker stopped before this job finished; given back to the queue"
+        for job, _ in held.values():
+            self.emit(JobEvent("released", job, reason=reason))
 
     async def heartbeat(self) -> None:
         """Renew the leases of the jobs in flight, every third of the lease."""
