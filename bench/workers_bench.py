@@ -67,6 +67,47 @@ def _serve(n: int, ready: Any, stop: Any) -> None:
     emu.stop()
 
 
+def _take_tokens(dsn: str, n: int, start_at: float, out: Any) -> None:
+    """A process taking ``n`` tokens on each of 8 tasks from one shared bucket (a budget
+    that never binds), from ``start_at`` on; puts its finishing time."""
+    import asyncio
+
+    from snapcache.pglimits import PostgresLimiterState
+    from snapcache.transport import Pool, RateLimiter
+
+    limiter = RateLimiter(PostgresLimiterState(dsn), {Pool.PLAYBACK: NO_LIMIT})
+
+    async def one() -> None:
+        for _ in range(n):
+            await limiter.acquire("bench", Pool.PLAYBACK, 60)
+
+    async def many() -> None:
+        await asyncio.gather(*(one() for _ in range(8)))
+
+    time.sleep(max(0.0, start_at - time.time()))
+    asyncio.run(many())
+    out.put(time.time())
+    limiter.close()
+
+
+def _token_rates(dsn: str, counts: list[int], n: int = 250) -> dict[int, float]:
+    """Tokens a second the whole fleet can take from one PostgreSQL bucket, by processes."""
+    ctx = multiprocessing.get_context("spawn")
+    rates = {}
+    for procs in counts:
+        queue = ctx.Queue()
+        start_at = time.time() + 3.0  # after every process has started
+        workers = [ctx.Process(target=_take_tokens, args=(dsn, n, start_at, queue))
+                   for _ in range(procs)]
+        for proc in workers:
+            proc.start()
+        end = max(queue.get(timeout=300) for _ in workers)
+        for proc in workers:
+            proc.join(timeout=30)
+        rates[procs] = procs * n * 8 / (end - start_at)
+    return rates
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -256,9 +297,11 @@ def run_workers(args: argparse.Namespace, results: dict[str, Any], tmp: Path) ->
             log(f"workers: {count} worker(s) over {len(sample)} URLs ...")
             runs.append(_workers_run(exe, _config_file(base_url, where, store), store, count,
                                      len(sample), emulator_pid))
+        log("workers: tokens a second from one shared bucket ...")
+        tokens = _token_rates(new_store(), args.worker_counts)
         if args.workers_only:
-            results["workers"] = {"runs": runs}
-            _print_runs(runs, len(sample))
+            results["workers"] = {"runs": runs, "token_rates": tokens}
+            _print_runs(runs, len(sample), tokens)
             return
         # -- warm, both backends -------------------------------------------------------
         disk_tmp = tmp / "warm-disk"
@@ -298,15 +341,16 @@ def run_workers(args: argparse.Namespace, results: dict[str, Any], tmp: Path) ->
             _sql(dsn, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
     results["workers"] = {
-        "runs": runs, "warm": warm, "warm_n": records, "prefill_s": fill_s, "copy_s": copy_s,
+        "runs": runs, "token_rates": tokens, "warm": warm, "warm_n": records,
+        "prefill_s": fill_s, "copy_s": copy_s,
         "bytes_per_record": {"diskcache": disk_bytes / records, "postgres": pg_bytes / records},
         "preview_chars_per_record": text_bytes / records,
     }
-    _print_runs(runs, len(sample))
+    _print_runs(runs, len(sample), tokens)
     _print_warm(results["workers"])
 
 
-def _print_runs(runs: list[dict[str, Any]], n: int) -> None:
+def _print_runs(runs: list[dict[str, Any]], n: int, tokens: dict[int, float]) -> None:
     one = runs[0]["urls_per_s"]
     print(f"\n### Workers on PostgreSQL ({n} URLs, no rate limit, {runs[0]['cores']} CPUs)\n")
     print("workers  URLs/s  vs 1   wall s  start-up s  CPU ms/URL: workers  postgres  emulator"
@@ -319,6 +363,8 @@ def _print_runs(runs: list[dict[str, Any]], n: int) -> None:
     print(f"  * worker CPU without each worker's start-up ({runs[0]['startup_cpu_s']:.2f} s: "
           "imports, connections); postgres: every session of the server, other users' "
           "included; load: the machine's 1-minute load average when the run started")
+    print("  * tokens a second from one shared PostgreSQL bucket (8 takers per process): "
+          + ", ".join(f"{p} process{'es' if p > 1 else ''} {r:,.0f}" for p, r in tokens.items()))
 
 
 def _print_warm(w: dict[str, Any]) -> None:
