@@ -282,6 +282,8 @@ def test_a_job_fresh_meanwhile_is_done_without_a_request_and_a_sid_is_bound_at_e
     with JobQueue(dsn) as queue:
         job = queue.job(resource_id(urls[0]))
         assert job is not None and (job["state"], job["outcome"]) == ("done", "fresh")
+    shown = cli(cfg, "queue")
+    assert shown.returncode == 0 and shown.stdout == "pending 0, leased 0, done 2, failed 0\n"
     with PostgresStore(dsn) as store:
         record = store.by_url(urls[0])
         assert record is not None and record.attempts == 1
@@ -329,6 +331,10 @@ def test_sigterm_finishes_jobs_in_flight_within_the_grace_and_gives_back_the_res
         assert took < 6.0, took
     else:  # still in flight after the grace period: given back, as if never claimed
         assert (counts["done"], counts["pending"]) == (1, 5), counts
+        shown = cli(cfg, "queue").stdout
+        assert shown.startswith("pending 5, leased 0, done 1, failed 0\n"), shown
+        assert re.search(r"oldest pending: https://slow\d\.example/ \(queued \S+Z, \d+ s ago\)",
+                         shown), shown
         assert summary["released"] == 2 and 4.5 < took < 15, (summary, took)
         assert all(j is not None and j["attempts"] == 0 for j in jobs[1:]), jobs
 
@@ -410,3 +416,27 @@ def test_the_run_lock_of_a_postgres_store_is_an_advisory_lock_across_processes(
     theirs.release()
     mine.release()
     assert not (tmp_path / "store").exists()  # no lock file in a folder nobody shares
+
+
+_WITHOUT_PSYCOPG = """
+import sys
+sys.modules["psycopg"] = sys.modules["psycopg_pool"] = None  # not installed
+import importlib.util
+found = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *a: None if name == "psycopg" else found(name, *a)
+from snapcache.cli.app import main
+sys.argv = ["snapcache", *sys.argv[1:]]
+main()
+"""
+
+
+def test_without_psycopg_the_postgres_commands_say_what_to_install(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[cache]\nbackend = "postgres"\ndsn = "postgresql://x@127.0.0.1:1/y"\n')
+    source = tmp_path / "list.txt"
+    source.write_text("https://example.com/\n")
+    for args in (["queue"], ["worker"], ["enqueue", str(source)], ["run", str(source)]):
+        out = subprocess.run([sys.executable, "-c", _WITHOUT_PSYCOPG, "--config", str(cfg),
+                              *args], capture_output=True, text=True, timeout=60, env=env())
+        assert out.returncode == 2, (args, out.stderr)
+        assert "pip install 'snapcache[postgres]'" in out.stderr and "Traceback" not in out.stderr

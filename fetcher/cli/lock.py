@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import importlib.util
 import os
 import socket
 import stat
@@ -213,6 +214,9 @@ def run_lock_for(config: Config) -> RunLock | AdvisoryRunLock:
     if not dsn:
         raise ConfigError(
             f'cache.dsn: required when cache.backend is "postgres" (or set ${ENV_DSN})')
+    if importlib.util.find_spec("psycopg") is None:
+        raise ConfigError("the postgres cache backend needs psycopg: "
+                          "pip install 'snapcache[postgres]'")
     return AdvisoryRunLock(dsn)
 
 

@@ -8,6 +8,7 @@ when one of these commands runs, never when the command line starts.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import sys
@@ -37,6 +38,8 @@ def _needs_postgres(config: Config, command: str) -> None:
     if config.cache.backend != "postgres":
         die(f'{command} needs the PostgreSQL store: set [cache] backend = "postgres" and dsn '
             f'(or ${ENV_DSN}); see README "Several machines"', EXIT_USAGE)
+    if importlib.util.find_spec("psycopg") is None:
+        die(f"{command} needs psycopg: pip install 'snapcache[postgres]'", EXIT_USAGE)
 
 
 def _queue(config: Config) -> JobQueue:
