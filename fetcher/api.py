@@ -114,8 +114,9 @@ class AsyncFetcher:
         return self._engine.stats()
 
     def rate_limits(self) -> list[PoolState]:
-        """The shared rate-limit state of every pool this machine has used (read only):
-        tokens left and seconds of pause remaining, per archive host."""
+        """The shared rate-limit state of every pool this machine has used (with the
+        PostgreSQL store: every host sharing it), read only: tokens left and seconds of
+        pause remaining, per archive host."""
         return self._transport.limiter.states()
 
     def enqueue(
