@@ -15,6 +15,9 @@ Sections (``--sections``, default all):
 * ``serve``    ``snapcache serve``: req/s and latency of GET /v1/resources/{id} over 10,000
                records (bench/serve_bench.py)
 * ``pool``     per-document cost of the bounded extraction workers vs in-process
+* ``workers``  ``snapcache worker`` on the PostgreSQL store: URLs/s with 1, 2 and 4 workers
+               (no rate limit), the warm path on diskcache and PostgreSQL side by side,
+               bytes per record on each (bench/workers_bench.py; needs a server, ``--dsn``)
 
 Figures are printed as tables and written to bench/results/latest.json. The targets are
 compared in a final table; they are never assertions.
@@ -508,9 +511,9 @@ def targets(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sections", default="cold,batch,warm,extract,pool,serve",
+    ap.add_argument("--sections", default="cold,batch,warm,extract,pool,serve,workers",
                     help="comma list of cold, batch, warm (includes overhead), extract, pool, "
-                    "serve")
+                    "serve, workers")
     ap.add_argument("--batch-concurrency", type=int, default=8,
                     help="concurrency of the batch (Fetcher.run) section")
     ap.add_argument("--scale", type=float, default=12.0,
@@ -522,8 +525,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only-tool", action="append", help="cold run: only these tools")
     ap.add_argument("--out", default=str(HERE / "results" / "latest.json"))
     import serve_bench
+    import workers_bench
 
     serve_bench.add_arguments(ap)
+    workers_bench.add_arguments(ap)
     args = ap.parse_args(argv)
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
 
@@ -560,6 +565,9 @@ def main(argv: list[str] | None = None) -> int:
             serve_bench.run_serve(args, results, tmp / "serve", table)
         if "pool" in sections:
             run_pool(args, results)
+        if "workers" in sections:
+            (tmp / "workers").mkdir()
+            workers_bench.run_workers(args, results, tmp / "workers")
     targets(results)
     results["total_s"] = time.perf_counter() - t0
     out = Path(args.out)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import Future
-from typing import Any, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from snapcache.cache import Record, Store
 
@@ -21,12 +21,32 @@ from .engine import Engine
 from .errors import FetcherClosedError, SnapcacheError, WrongEventLoopError
 from .ids import parse_target
 from .protocols import Plan
-from .runner import Runner, RunOptions, RunPolicy, RunSummary, Sources
+from .runner import RunControl, RunEvent, Runner, RunOptions, RunPolicy, RunSummary, Sources
 from .save import Saver, SaveStats
-from .stores import open_store
-from .transport import PoolState, Transport, TransportStats
+from .sources import Format
+from .stores import configured_dsn, open_store
+from .transport import PoolState, RateLimiter, Transport, TransportStats
+
+if TYPE_CHECKING:
+    from snapcache.cache.postgres.queue import JobQueue
+
+    from .enqueue import EnqueueSummary
+    from .worker import JobEvent, WorkerPolicy, WorkerSummary
 
 T = TypeVar("T")
+
+
+def shared_limiter(config: Config) -> RateLimiter | None:
+    """The rate limiter a transport for ``config`` uses when its default would not do: with
+    the PostgreSQL store, one whose buckets, pauses and daily save count live in that
+    database (:mod:`snapcache.pglimits`), so that every worker on every host shares one
+    budget. None for the diskcache store: the transport's default, the machine's SQLite
+    state file, is the right one there."""
+    if config.cache.backend != "postgres":
+        return None
+    from .pglimits import open_limiter_state  # psycopg: only for a PostgreSQL store
+
+    return RateLimiter.from_config(config, open_limiter_state(config, configured_dsn(config)))
 
 
 class AsyncFetcher:
@@ -48,7 +68,14 @@ class AsyncFetcher:
         # ``is not None``, not ``or``: a store is falsy while it is empty (it has a length).
         self.cache: Store = cache if cache is not None else open_store(self.config)
         self._owns_transport = transport is None
-        self._transport = transport or Transport(self.config)
+        if transport is None:
+            try:
+                transport = Transport(self.config, limiter=shared_limiter(self.config))
+            except BaseException:
+                if cache is None:
+                    self.cache.close()
+                raise
+        self._transport = transport
         self._engine = Engine(self.config, self.cache, self._transport)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -81,6 +108,7 @@ class AsyncFetcher:
             self._engine.close()
             if self._owns_transport:
                 await self._transport.aclose()
+                self._transport.limiter.close()
         finally:
             self.cache.close()
 
@@ -90,9 +118,37 @@ class AsyncFetcher:
         return self._engine.stats()
 
     def rate_limits(self) -> list[PoolState]:
-        """The shared rate-limit state of every pool this machine has used (read only):
-        tokens left and seconds of pause remaining, per archive host."""
+        """The shared rate-limit state of every pool this machine has used (with the
+        PostgreSQL store: every host sharing it), read only: tokens left and seconds of
+        pause remaining, per archive host."""
         return self._transport.limiter.states()
+
+    def enqueue(
+        self, sources: Sources, queue: JobQueue, *, fmt: Format | None = None,
+        force: bool = False, on_result: Callable[[RunEvent], None] | None = None,
+    ) -> EnqueueSummary:
+        """Read a source list as :meth:`run` does and queue every due URL as a job for the
+        workers (:mod:`snapcache.enqueue`); no request is made. Runs on the caller's
+        thread (it only reads the store and writes the queue)."""
+        if self._closed:
+            raise FetcherClosedError("this fetcher is closed; make a new one")
+        from .enqueue import Enqueuer
+
+        return Enqueuer(self._engine, queue, force=force, on_result=on_result).enqueue(
+            sources, fmt)
+
+    async def work(
+        self, queue: JobQueue, policy: WorkerPolicy | None = None, *,
+        control: RunControl | None = None, on_result: Callable[[JobEvent], None] | None = None,
+    ) -> WorkerSummary:
+        """Take jobs from ``queue`` and fetch them until stopped (see
+        :class:`~snapcache.worker.Worker`); ``policy`` defaults to the ``[run]`` pace."""
+        self._check()
+        from .worker import Worker, WorkerPolicy
+
+        chosen = policy if policy is not None else WorkerPolicy.from_config(self.config)
+        worker = Worker(self._engine, queue, chosen, control=control, on_result=on_result)
+        return await worker.run()
 
     def plan(self, url: str, at: str | None = None, force: bool = False) -> Plan:
         """Decide from the store alone, on the caller's thread, whether ``url`` needs
@@ -290,6 +346,23 @@ class Fetcher:
     def run(self, sources: Sources, **options: Unpack[RunOptions]) -> RunSummary:
         """See :meth:`AsyncFetcher.run`. ``on_result`` is called on the engine's thread."""
         return self._call(self._async.run(sources, **options))
+
+    def enqueue(
+        self, sources: Sources, queue: JobQueue, *, fmt: Format | None = None,
+        force: bool = False, on_result: Callable[[RunEvent], None] | None = None,
+    ) -> EnqueueSummary:
+        """See :meth:`AsyncFetcher.enqueue` (on the caller's thread)."""
+        if self._loop.is_closed():
+            raise FetcherClosedError("this fetcher is closed; make a new one")
+        return self._async.enqueue(sources, queue, fmt=fmt, force=force, on_result=on_result)
+
+    def work(
+        self, queue: JobQueue, policy: WorkerPolicy | None = None, *,
+        control: RunControl | None = None, on_result: Callable[[JobEvent], None] | None = None,
+    ) -> WorkerSummary:
+        """See :meth:`AsyncFetcher.work`. ``on_result`` is called on the engine's thread."""
+        return self._call(self._async.work(queue, policy, control=control,
+                                           on_result=on_result))
 
     def save(
         self, urls: Iterable[str], *, budget: float | None = None

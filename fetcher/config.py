@@ -122,6 +122,10 @@ class RatesConfig:
     max_wait: float = 600.0
     #: SQLite file holding the shared buckets. Empty: the user cache dir's ratelimit.sqlite.
     state_path: str = ""
+    #: Who shares the per-IP budgets (cdx, playback) when they live in PostgreSQL (the
+    #: postgres store): "global", every host using the database (hosts behind one NAT
+    #: share the archive's per-IP budget), or "host", each host its own, keyed by host name.
+    scope: str = "global"
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,6 +482,11 @@ def config_from_mapping(data: Mapping[str, Any], *, source: str = "mapping") -> 
         built[section] = cls(**kwargs)
     config = Config(**built, source=source)
     _check_cache_backend(source, config.cache)
+    if config.rates.scope not in RATE_SCOPES:
+        raise ConfigError(
+            f"{source}: rates.scope must be one of {', '.join(RATE_SCOPES)}, "
+            f"got {config.rates.scope!r}"
+        )
     _check_url("archive.base_url", config.archive.base_url)
     _check_url("archive.availability_url", config.archive.availability_url)
     if config.archive.base_url.endswith("/"):
@@ -501,6 +510,9 @@ def config_from_mapping(data: Mapping[str, Any], *, source: str = "mapping") -> 
             raise ConfigError(f"{source}: archive name {name!r} is used twice")
     return config
 
+
+#: Who shares the per-IP budgets kept in PostgreSQL (``[rates] scope``).
+RATE_SCOPES: Final[tuple[str, ...]] = ("global", "host")
 
 #: The stores ``[cache] backend`` may name.
 CACHE_BACKENDS: Final[tuple[str, ...]] = ("diskcache", "postgres")

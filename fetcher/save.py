@@ -366,7 +366,8 @@ class Saver:
         # stored or shown.
         self._secrets = (access, secret)
         self._auth = {"Authorization": f"LOW {access}:{secret}", "Accept": "application/json"}
-        self.daily = DailyBudget(self.config.rate_state_path, self.config.save.per_day)
+        # The transport's shared state: the SQLite file, or PostgreSQL across machines.
+        self.daily = DailyBudget(transport.limiter.state, self.config.save.per_day)
         self.stats = SaveStats()
         #: Why submissions stopped (a 429 pause, the daily budget, refused keys).
         self.stopped: str | None = None

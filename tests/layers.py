@@ -150,9 +150,24 @@ RULES: tuple[Rule, ...] = (
     Rule("extraction imports no transport, archive or engine", "snapcache.extract",
          ("snapcache.transport", "snapcache.archive", "snapcache.engine", "snapcache.config")),
     Rule("the one-fetch engine imports neither the runner nor the saver", "snapcache.engine",
-         ("snapcache.runner", "snapcache.save", "snapcache.api", "snapcache.cli")),
+         ("snapcache.runner", "snapcache.save", "snapcache.api", "snapcache.cli",
+          "snapcache.worker", "snapcache.enqueue")),
     Rule("the runner depends on the engine interface, not the engine or the facade",
-         "snapcache.runner", ("snapcache.engine", "snapcache.api", "snapcache.cli")),
+         "snapcache.runner", ("snapcache.engine", "snapcache.api", "snapcache.cli",
+                              "snapcache.worker", "snapcache.enqueue")),
+    # The worker and enqueue are layers like the runner (enqueue reuses its triage).
+    Rule("the worker depends on the engine interface, not the engine or the facade",
+         "snapcache.worker", ("snapcache.engine", "snapcache.api", "snapcache.cli",
+                              "snapcache.save", "snapcache.enqueue")),
+    Rule("enqueue depends on the engine interface, not the engine or the facade",
+         "snapcache.enqueue", ("snapcache.engine", "snapcache.api", "snapcache.cli",
+                               "snapcache.save", "snapcache.worker")),
+    # The PostgreSQL limiter state is plugged into the transport from above (the facade
+    # builds it): it may use the store's connection helpers, and nothing that fetches.
+    Rule("the PostgreSQL limiter state knows only the transport's interface and the store",
+         "snapcache.pglimits", ("snapcache.engine", "snapcache.runner", "snapcache.save",
+                                "snapcache.worker", "snapcache.enqueue", "snapcache.api",
+                                "snapcache.cli", "snapcache.archive")),
     Rule("the saver depends on the engine interface, not the engine or the facade",
          "snapcache.save", ("snapcache.engine", "snapcache.api", "snapcache.runner",
                             "snapcache.cli")),
@@ -162,7 +177,9 @@ RULES: tuple[Rule, ...] = (
     Rule("the transport knows nothing of captures' meaning, runs or the store",
          "snapcache.transport", ("snapcache.archive", "snapcache.engine", "snapcache.runner",
                                  "snapcache.save", "snapcache.api", "snapcache.cli",
-                                 "snapcache.cache"), except_within="snapcache.cache.files"),
+                                 "snapcache.cache", "snapcache.pglimits", "snapcache.worker",
+                                 "snapcache.enqueue", "snapcache.stores"),
+         except_within="snapcache.cache.files"),
 )
 
 

@@ -21,10 +21,14 @@ def test_the_graph_sees_every_layer(graph: layers.Graph) -> None:
     for module in ("snapcache", "snapcache.api", "snapcache.engine", "snapcache.runner",
                    "snapcache.save", "snapcache.protocols", "snapcache.cache",
                    "snapcache.cache.store", "snapcache.cache.contract", "snapcache.cli",
-                   "snapcache.extract", "snapcache.transport"):
+                   "snapcache.extract", "snapcache.transport", "snapcache.worker",
+                   "snapcache.enqueue", "snapcache.pglimits", "snapcache.cache.postgres.queue",
+                   "snapcache.transport.state", "snapcache.transport.statefile"):
         assert module in graph.files, module
     assert "snapcache.engine" in graph.edges("snapcache.api")
     assert "snapcache.protocols" in graph.edges("snapcache.runner")
+    assert "snapcache.protocols" in graph.edges("snapcache.worker")
+    assert "snapcache.transport" in graph.edges("snapcache.pglimits")
     assert any(layers.within(m, "snapcache.cache") for m in graph.edges("snapcache.engine"))
 
 
@@ -84,6 +88,8 @@ def test_the_checker_finds_each_kind_of_breach(tmp_path: Path) -> None:
         "fetcher/api.py": "_secret = 1\n",
         "fetcher/extract/__init__.py": "from ..transport import Transport\n",
         "fetcher/transport.py": "from snapcache.cache.store import Store\n",
+        "fetcher/worker.py": "from .engine import Engine\n",
+        "fetcher/pglimits.py": "from .runner import Runner\n",
         "fetcher/cli/__init__.py": "",
         "fetcher/config.py": "from snapcache.cli import main\n",
         "cache/__init__.py": "",
@@ -100,3 +106,5 @@ def test_the_checker_finds_each_kind_of_breach(tmp_path: Path) -> None:
     assert "nothing below the facade imports it: snapcache.runner" in text
     assert "private name across modules: snapcache.runner imports _secret" in text
     assert "the transport knows nothing of captures' meaning, runs or the store" in text
+    assert "the worker depends on the engine interface" in text
+    assert "the PostgreSQL limiter state knows only the transport's interface" in text

@@ -165,9 +165,10 @@ def test_db_upgrade_applies_the_migrations_once_and_prints_the_version(tmp_path:
     config = write_config(tmp_path / "c.toml", {"backend": "postgres"})
     first = run("--config", str(config), "db", "upgrade", env={ENV_DSN: with_password(dsn)})
     assert first.returncode == 0, first.stderr
-    assert first.stdout == "applied migration 0001_initial\nschema version 1\n"
+    assert first.stdout == ("applied migration 0001_initial\napplied migration 0002_workers\n"
+                            "schema version 2\n")
     again = run("db", "upgrade", "--dsn", with_password(dsn))
-    assert (again.returncode, again.stdout) == (0, "schema version 1\n")
+    assert (again.returncode, again.stdout) == (0, "schema version 2\n")
     for out in (first, again):
         assert SECRET not in out.stdout + out.stderr
 

@@ -14,6 +14,7 @@ from ..demo import demo_archive
 from ..errors import ConfigError, SnapcacheError
 from .common import DAMAGED_SKIPPED, EXIT_SOME_FAILED, EXIT_USAGE, die, exit_closed_pipe
 from .db import copy_store_command, db
+from .queue import enqueue, queue_status, worker
 from .records import export, list_records, stats
 from .run import refetch, run
 from .serve import serve
@@ -91,6 +92,9 @@ cli.add_command(db)
 cli.add_command(copy_store_command)
 cli.add_command(serve)
 cli.add_command(demo_archive)
+cli.add_command(enqueue)
+cli.add_command(worker)
+cli.add_command(queue_status)
 
 
 def main() -> None:

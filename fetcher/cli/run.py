@@ -29,7 +29,7 @@ from .common import (
     open_fetcher,
     select_records,
 )
-from .lock import RunLock, RunLockedError
+from .lock import RunLockedError, run_lock_for
 
 if TYPE_CHECKING:
     from rich.progress import ProgressColumn
@@ -293,13 +293,16 @@ def run(ctx: click.Context, sources: str, fmt: str | None, force: bool, dry_run:
     save = SaveOptions(stale_days=save_stale, budget=save_budget) if save_missing else None
     if save is not None and not config.save.enabled:
         die("--save-missing: saving is disabled; set [save] enabled = true")
-    lock = RunLock(config.cache_path)
+    try:
+        lock = run_lock_for(config)  # a flock in the folder, or PostgreSQL's advisory lock
+    except ConfigError as exc:
+        die(str(exc))
     try:
         lock.acquire(wait=wait_lock)
     except RunLockedError as exc:
         die(f"{exc}; try later or use --wait", EXIT_DEFERRED)
     except OSError as exc:
-        die(f"cannot lock the cache at {config.cache_path}: {exc}")
+        die(f"cannot lock the cache at {lock.where}: {exc}")
     try:
         fetcher = open_fetcher(ctx)
         try:

@@ -1,6 +1,10 @@
 """Rate limits shared across processes: per-pool token buckets, 429 pauses and the Save Page
-Now daily budget, all kept in one small SQLite file so that every process on the machine
-shares one budget (the archive counts per IP and per account, not per process).
+Now daily budget, kept in a shared :class:`~snapcache.transport.state.LimiterState` so that
+every process shares one budget (the archive counts per IP and per account, not per
+process): one small SQLite file per machine by default
+(:class:`~snapcache.transport.statefile.SqliteLimiterState`), or the PostgreSQL database
+that several machines share (:class:`snapcache.pglimits.PostgresLimiterState`). The rules
+live here, once; a state only stores the numbers and reads its clock under a lock.
 
 Every pool is declared once, in :class:`Pool`, with where its budget comes from and which
 paths it may request (:meth:`Pool.path_rules`).
@@ -9,27 +13,23 @@ paths it may request (:meth:`Pool.path_rules`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
 import re
-import sqlite3
-import stat
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Final, Literal, assert_never
 from urllib.parse import urlsplit
 
-from snapcache.cache.files import diagnose, file_kind
-
 from ..config import DEFAULT_PAUSE_ON_429, ArchiveEntry, Config
-from ..errors import DeferredError, StateFileError, UsageError
+from ..errors import DeferredError, UsageError
 from ..ids import find_dot_segment
+from .state import BucketRow, LimiterState, StateChange
+from .statefile import SqliteLimiterState, StateFile
 
 #: A connection failing right after a 429 is taken for the archive's firewall block, which
 #: pauses every pool of that host for this many ``pause_on_429`` periods (10 min at the
@@ -38,6 +38,26 @@ from ..ids import find_dot_segment
 FIREWALL_PAUSE_FACTOR: Final = 10.0
 
 _log = logging.getLogger(__name__)
+
+__all__ = [
+    "FIREWALL_PAUSE_FACTOR",
+    "BucketRow",
+    "DailyBudget",
+    "LimiterState",
+    "PathRule",
+    "Pool",
+    "PoolState",
+    "RateLimiter",
+    "SqliteLimiterState",
+    "StateChange",
+    "StateFile",
+    "Take",
+    "as_pool",
+    "cdx_endpoint",
+    "per_host_budgets",
+    "replay_prefix",
+    "take_token",
+]
 
 
 class Pool(StrEnum):
@@ -76,6 +96,13 @@ class Pool(StrEnum):
             case Pool.SAVE | Pool.SAVE_STATUS:
                 return config.save.per_minute
         assert_never(self)
+
+    @property
+    def per_account(self) -> bool:
+        """True for the pools the archive counts per account (Save Page Now's), False for
+        those it counts per IP address (cdx, playback): ``[rates] scope = "host"`` gives
+        each host its own budget of the latter only."""
+        return self in (Pool.SAVE, Pool.SAVE_STATUS)
 
     def archive_budget(self, entry: ArchiveEntry) -> float | None:
         """This pool's budget on one archive of the chain, or None when the pool has a
@@ -172,120 +199,7 @@ def as_pool(pool: str) -> Pool:
     return Pool(pool)
 
 
-# --- the state file -------------------------------------------------------------------
-
-
-class StateFile:
-    """The shared SQLite state file: one way to open it, create a table and run a
-    transaction, for every budget kept in it.
-
-    A connection is opened per operation (they run in worker threads) in WAL mode with a
-    long busy timeout, so processes queue for the write lock instead of failing. The file
-    (and its ``-wal``/``-shm`` companions) must be regular files: a symbolic link is never
-    followed, and the file is created ``O_EXCL | O_NOFOLLOW`` with mode 0600. Every problem
-    with the file (damaged, a directory or link in its place, read-only, full disk) raises
-    :class:`StateFileError` naming it and saying what to do.
-    """
-
-    def __init__(self, path: Path, schema: str) -> None:
-        """Create the file's directory and ``schema`` (one ``CREATE TABLE IF NOT EXISTS``)."""
-        self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
-            raise self._error(exc) from exc
-        self._check_file()
-        with self.reading() as conn:
-            conn.execute(schema)
-
-    def _error(self, exc: BaseException) -> StateFileError:
-        problem = diagnose(exc, self.path)
-        advice = (
-            "it holds only rate-limit counters: move it away (a new one is created) or set "
-            "[rates] state_path to another file"
-            if problem.damaged
-            else f"{problem.advice} ([rates] state_path)"
-        )
-        return StateFileError(
-            f"rate-limit state file {str(self.path)!r} {problem.reason}; {advice}",
-            path=str(self.path),
-        )
-
-    def _check_file(self) -> None:
-        """Refuse links and non-files at the path (and its WAL files); create it if absent."""
-        for place in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
-            try:
-                info = os.lstat(place)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise self._error(exc) from exc
-            if not stat.S_ISREG(info.st_mode):
-                # SQLite would follow a link (and write where it points) or fail obscurely.
-                kind = file_kind(info.st_mode)
-                why = ", which snapcache does not follow" if stat.S_ISLNK(info.st_mode) else ""
-                raise StateFileError(
-                    f"rate-limit state file {str(place)!r} is {kind}{why}, not a regular "
-                    f"file; move it away (a new file is created) or set [rates] state_path "
-                    f"to another file",
-                    path=str(place),
-                )
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            os.close(os.open(self.path, flags, 0o600))
-        except FileExistsError:
-            pass  # already there (checked above), or another process just created it
-        except OSError as exc:
-            raise self._error(exc) from exc
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    @contextlib.contextmanager
-    def _file_errors(self) -> Iterator[None]:
-        """SQLite errors about the file become one :class:`StateFileError`."""
-        try:
-            yield
-        except (sqlite3.ProgrammingError, sqlite3.InterfaceError):
-            raise
-        except (sqlite3.DatabaseError, OSError) as exc:
-            raise self._error(exc) from exc
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (``BEGIN IMMEDIATE``: the write lock is taken at once, so a
-        read-modify-write is never interleaved with another process's); committed when the
-        block ends, rolled back if it raises."""
-        with self._file_errors(), contextlib.closing(self._connect()) as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
-        """A connection for reads that change nothing."""
-        with self._file_errors(), contextlib.closing(self._connect()) as conn:
-            yield conn
-
-
-_BUCKETS_SCHEMA: Final = (
-    "CREATE TABLE IF NOT EXISTS buckets (pool TEXT PRIMARY KEY, tokens REAL NOT NULL,"
-    " updated REAL NOT NULL, paused_until REAL NOT NULL DEFAULT 0,"
-    " last_429 REAL NOT NULL DEFAULT 0)"
-)
-_DAILY_SCHEMA: Final = (
-    "CREATE TABLE IF NOT EXISTS save_daily (day TEXT PRIMARY KEY, count INTEGER)"
-)
+# --- the limiter ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,28 +227,32 @@ class Take:
 
 
 class RateLimiter:
-    """Token buckets per pool and archive host, kept in a :class:`StateFile` so every
-    process on the machine that uses the same file shares one budget.
+    """Token buckets per pool and archive host, kept in a shared
+    :class:`~snapcache.transport.state.LimiterState` so every process that uses the same
+    state (the same SQLite file on a machine, or the same PostgreSQL database across
+    machines) shares one budget.
 
     A pool paused after a 429 stays paused for everyone until the pause ends. Only the
     pools declared in :class:`Pool` exist: any other name is refused.
 
-    Times in the file are not trusted blindly: a bucket refilled "in the future" (the clock
+    Times in the state are not trusted blindly: a bucket refilled "in the future" (the clock
     was stepped back, or the file is damaged) is taken as refilled now, and a pause longer
-    than ``max_pause`` from now is cut to ``max_pause``, with a warning naming the file.
+    than ``max_pause`` from now is cut to ``max_pause``, with a warning naming the state.
     ``max_pause`` defaults to the longest pause snapcache sets at the default settings
     (``pause_on_429 * FIREWALL_PAUSE_FACTOR``); :meth:`from_config` uses the configured one.
+
+    ``state`` is a :class:`LimiterState`, or the path of an SQLite state file
+    (:class:`~snapcache.transport.statefile.SqliteLimiterState`).
     """
 
     def __init__(
         self,
-        path: Path,
+        state: str | os.PathLike[str] | LimiterState,
         per_minute: Mapping[Pool, float],
         per_host: Mapping[str, Mapping[Pool, float]] | None = None,
         *,
         max_pause: float = DEFAULT_PAUSE_ON_429 * FIREWALL_PAUSE_FACTOR,
     ) -> None:
-        self.path = path
         #: The longest pause this limiter sets or honours, seconds.
         self.max_pause = max_pause
         self.per_minute = {as_pool(pool): rate for pool, rate in per_minute.items()}
@@ -343,14 +261,18 @@ class RateLimiter:
             host: {as_pool(pool): rate for pool, rate in rates.items()}
             for host, rates in (per_host or {}).items()
         }
-        self.state = StateFile(path, _BUCKETS_SCHEMA)
+        #: Where the buckets live (shared with every process using the same place).
+        self.state: LimiterState = (
+            SqliteLimiterState(Path(state)) if isinstance(state, str | os.PathLike) else state
+        )
 
     @classmethod
-    def from_config(cls, config: Config) -> RateLimiter:
+    def from_config(cls, config: Config, state: LimiterState | None = None) -> RateLimiter:
         """The limiter of ``config``: every pool's budget as :class:`Pool` declares it, on
-        the shared state file ``config.rate_state_path``."""
+        ``state``, by default the shared state file ``config.rate_state_path`` (whoever
+        builds the transport for a PostgreSQL store passes the state kept there)."""
         return cls(
-            config.rate_state_path,
+            state if state is not None else config.rate_state_path,
             {pool: pool.budget(config) for pool in Pool},
             per_host_budgets(config),
             max_pause=config.rates.pause_on_429 * FIREWALL_PAUSE_FACTOR,
@@ -373,60 +295,13 @@ class RateLimiter:
     def _take(self, name: str, rate_per_minute: float) -> Take:
         """Take a token if one is there; else say how long until one is due, and why."""
         capacity = self.burst(rate_per_minute)
-        with self.state.transaction() as conn:
-            # The clock is read under the write lock: read before it, a process that waited
-            # for the lock would write an ``updated`` older than the one it replaces, and the
-            # next taker would be credited that interval's tokens a second time (measured:
-            # four processes got 80% more than the budget).
-            now = time.time()
-            row = conn.execute(
-                "SELECT tokens, updated, paused_until FROM buckets WHERE pool = ?", (name,)
-            ).fetchone()
-            if row is None:
-                tokens, updated, paused_until = capacity, now, 0.0
-                conn.execute(
-                    "INSERT INTO buckets (pool, tokens, updated) VALUES (?, ?, ?)",
-                    (name, tokens, now),
-                )
-            else:
-                tokens, updated, paused_until = float(row[0]), float(row[1]), float(row[2])
-            if updated > now:
-                # Refilled "in the future": the clock was stepped back (every process here
-                # shares it) or the file is damaged. Taken as refilled now; trusting it would
-                # refill nothing until the clock caught up, and every request would wait.
-                if updated - now > 1.0:
-                    _log.warning(
-                        "rate-limit state file %s: bucket %s was refilled %.0f s in the "
-                        "future (clock stepped back?); taken as refilled now",
-                        self.path, name, updated - now,
-                    )
-                updated = now
-            if paused_until > now + self.max_pause:
-                paused_until = self._cap_pause(conn, name, now, paused_until)
-            if paused_until > now:
-                return Take(paused_until - now, paused=True)
-            rate = rate_per_minute / 60.0
-            tokens = min(capacity, max(0.0, tokens) + (now - updated) * rate)
-            taken = tokens >= 1.0
-            conn.execute(
-                "UPDATE buckets SET tokens = ?, updated = ? WHERE pool = ?",
-                (tokens - 1.0 if taken else tokens, now, name),
-            )
-            # Not taken: the bucket says exactly when the next token is due.
-            return Take(0.0 if taken else (1.0 - tokens) / rate, paused=False)
+        where = self.state.description
 
-    def _cap_pause(self, conn: sqlite3.Connection, name: str, now: float,
-                   paused_until: float) -> float:
-        """Cut a pause longer than any snapcache sets to :attr:`max_pause` from now, in the
-        file too (so the next reader does not warn again); returns the new end."""
-        capped = now + self.max_pause
-        _log.warning(
-            "rate-limit state file %s: pool %s was paused for %.0f s more, longer than any "
-            "pause snapcache sets (clock stepped back, or a damaged file?); cut to %.0f s",
-            self.path, name, paused_until - now, self.max_pause,
-        )
-        conn.execute("UPDATE buckets SET paused_until = ? WHERE pool = ?", (capped, name))
-        return capped
+        def change(row: BucketRow | None, now: float) -> tuple[BucketRow | None, Take]:
+            return take_token(row, now, rate_per_minute=rate_per_minute, capacity=capacity,
+                              max_pause=self.max_pause, where=where, name=name)
+
+        return self.state.update(name, change)
 
     async def acquire(self, key: str, pool: Pool, max_wait: float) -> None:
         """Wait for a token of ``pool`` (under the archive ``key``), at most ``max_wait`` s.
@@ -456,68 +331,95 @@ class RateLimiter:
 
     def pause(self, key: str, pool: Pool, seconds: float) -> None:
         """Stop every request of ``pool`` for ``seconds``, in every process."""
-        name = _bucket(key, as_pool(pool))
         seconds = min(seconds, self.max_pause)
-        with self.state.transaction() as conn:
-            now = time.time()  # under the lock, as in _take
+
+        def change(row: BucketRow | None, now: float) -> tuple[BucketRow | None, None]:
             # An earlier pause is kept if it ends later, but never beyond max_pause from now
-            # (one found further off is not ours to trust: see _take).
-            conn.execute(
-                "INSERT INTO buckets (pool, tokens, updated, paused_until, last_429)"
-                " VALUES (?, 0, ?, ?, ?) ON CONFLICT(pool) DO UPDATE SET tokens = 0,"
-                " updated = excluded.updated,"
-                " paused_until = MAX(MIN(paused_until, ?), excluded.paused_until),"
-                " last_429 = excluded.last_429",
-                (name, now, now + seconds, now, now + self.max_pause),
-            )
+            # (one found further off is not ours to trust: see take_token).
+            earlier = row.paused_until if row is not None else 0.0
+            until = max(min(earlier, now + self.max_pause), now + seconds)
+            return BucketRow(tokens=0.0, updated=now, paused_until=until, last_429=now), None
+
+        self.state.update(_bucket(key, as_pool(pool)), change)
 
     def recently_paused(self, key: str, within: float) -> bool:
         """True if some pool of ``key`` is paused, or its pause ended less than ``within``
         seconds ago (what a connection failure right after a 429 is judged by)."""
-        names = [_bucket(key, pool) for pool in Pool]
-        marks = ",".join("?" * len(names))
-        with self.state.reading() as conn:
-            row = conn.execute(
-                f"SELECT MAX(paused_until) FROM buckets WHERE pool IN ({marks})", names
-            ).fetchone()
-        until = float(row[0]) if row and row[0] is not None else 0.0
-        now = time.time()
-        until = min(until, now + self.max_pause)  # a pause from the future: see _take
+        now, rows = self.state.read([_bucket(key, pool) for pool in Pool])
+        until = max((row.paused_until for row in rows.values()), default=0.0)
+        until = min(until, now + self.max_pause)  # a pause from the future: see take_token
         return until > 0 and now < until + within
 
     def paused_for(self, key: str, pool: Pool) -> float:
         """Seconds left on a pause of ``pool`` (0 when it is not paused)."""
-        with self.state.reading() as conn:
-            row = conn.execute(
-                "SELECT paused_until FROM buckets WHERE pool = ?", (_bucket(key, as_pool(pool)),)
-            ).fetchone()
-        return min(self.max_pause, max(0.0, float(row[0]) - time.time())) if row else 0.0
+        name = _bucket(key, as_pool(pool))
+        now, rows = self.state.read([name])
+        row = rows.get(name)
+        return min(self.max_pause, max(0.0, row.paused_until - now)) if row else 0.0
 
     def states(self) -> list[PoolState]:
-        """Every bucket in the state file, as it stands now, without changing anything
+        """Every bucket in the shared state, as it stands now, without changing anything
         (sorted by host, then pool). Buckets of pools no longer declared are left out."""
-        with self.state.reading() as conn:
-            rows = conn.execute(
-                "SELECT pool, tokens, updated, paused_until FROM buckets"
-            ).fetchall()
-        now = time.time()
+        now, rows = self.state.read()
         found: list[PoolState] = []
-        for name, tokens, updated, paused_until in rows:
-            key, _, pool_name = str(name).rpartition("|")
+        for name, row in rows.items():
+            key, _, pool_name = name.rpartition("|")
             if pool_name not in _POOL_NAMES:
                 continue  # e.g. "availability", a pool of older versions
             pool = Pool(pool_name)
             rate = self.budget_for(key, pool)
             per_minute = math.inf if rate is None else rate
-            # As _take would see them: a pause at most max_pause, a refill time from the
-            # future taken as now.
-            paused = min(self.max_pause, max(0.0, float(paused_until) - now))
-            level = max(0.0, float(tokens))
+            # As take_token would see them: a pause at most max_pause, a refill time from
+            # the future taken as now.
+            paused = min(self.max_pause, max(0.0, row.paused_until - now))
+            level = max(0.0, row.tokens)
             if not paused and not math.isinf(per_minute):
-                refill = max(0.0, now - float(updated)) * per_minute / 60.0
+                refill = max(0.0, now - row.updated) * per_minute / 60.0
                 level = min(self.burst(per_minute), level + refill)
             found.append(PoolState(key, pool, paused, 0.0 if paused else level, per_minute))
         return sorted(found, key=lambda s: (s.key, list(Pool).index(s.pool)))
+
+    def close(self) -> None:
+        """Release the state's connections (a PostgreSQL state holds a few)."""
+        self.state.close()
+
+
+def take_token(
+    row: BucketRow | None, now: float, *, rate_per_minute: float, capacity: float,
+    max_pause: float, where: str, name: str,
+) -> tuple[BucketRow | None, Take]:
+    """The token-bucket rule, applied to a bucket's stored ``row`` at ``now`` (read under
+    its lock): the row to store (None: unchanged) and what the taker found.
+
+    A new bucket starts full. Stored times are not trusted blindly: a refill time in the
+    future (a clock stepped back, a damaged state) is taken as now, since trusting it would
+    refill nothing until the clock caught up and every request would wait; a pause ending
+    more than ``max_pause`` from now is cut to that, in the state too (so the next reader
+    does not warn again). Both are logged, naming the state (``where``) and the bucket.
+    """
+    fresh = row is None
+    stored = BucketRow(tokens=capacity, updated=now) if row is None else row
+    updated, paused_until = stored.updated, stored.paused_until
+    if updated > now:
+        if updated - now > 1.0:
+            _log.warning("%s: bucket %s was refilled %.0f s in the future (clock stepped "
+                         "back?); taken as refilled now", where, name, updated - now)
+        updated = now
+    if paused_until > now + max_pause:
+        _log.warning("%s: pool %s was paused for %.0f s more, longer than any pause "
+                     "snapcache sets (clock stepped back, or a damaged state?); cut to %.0f s",
+                     where, name, paused_until - now, max_pause)
+        paused_until = now + max_pause
+        stored = replace(stored, paused_until=paused_until)
+        fresh = True  # the cut is written back
+    if paused_until > now:
+        return (stored if fresh else None), Take(paused_until - now, paused=True)
+    rate = rate_per_minute / 60.0
+    tokens = min(capacity, max(0.0, stored.tokens) + (now - updated) * rate)
+    taken = tokens >= 1.0
+    new = replace(stored, tokens=tokens - 1.0 if taken else tokens, updated=now)
+    # Not taken: the bucket says exactly when the next token is due.
+    return new, Take(0.0 if taken else (1.0 - tokens) / rate, paused=False)
 
 
 #: Added to a computed wait, so that the token is due when we wake (float rounding).
@@ -557,25 +459,18 @@ def per_host_budgets(config: Config) -> dict[str, dict[Pool, float]]:
 
 class DailyBudget:
     """A per-day count of Save Page Now submissions, shared by every process through the
-    rate-limit state file (the archive counts per account, so all our processes share one
-    budget)."""
+    rate-limit state (the archive counts per account, so all our processes, on every
+    machine sharing a PostgreSQL state, share one budget).
 
-    def __init__(self, path: Path, limit: int) -> None:
-        self.path = path
+    ``state`` is a :class:`LimiterState` (a limiter's :attr:`RateLimiter.state`) or the path
+    of an SQLite state file."""
+
+    def __init__(self, state: str | os.PathLike[str] | LimiterState, limit: int) -> None:
         self.limit = limit
-        self.state = StateFile(path, _DAILY_SCHEMA)
+        self.state: LimiterState = (
+            SqliteLimiterState(Path(state)) if isinstance(state, str | os.PathLike) else state
+        )
 
     def take(self) -> bool:
         """Count one submission today; False (and nothing counted) when the budget is spent."""
-        day = datetime.now(UTC).strftime("%Y-%m-%d")
-        with self.state.transaction() as conn:
-            row = conn.execute("SELECT count FROM save_daily WHERE day = ?", (day,)).fetchone()
-            used = int(row[0]) if row else 0
-            if used >= self.limit:
-                return False
-            conn.execute(
-                "INSERT INTO save_daily (day, count) VALUES (?, 1) ON CONFLICT(day) DO UPDATE"
-                " SET count = count + 1",
-                (day,),
-            )
-            return True
+        return self.state.count_daily(self.limit)
