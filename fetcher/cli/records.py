@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 import json
 import stat
 import sys
@@ -72,29 +72,42 @@ def _write_export(fetcher: Fetcher, fh: IO[str], fmt: str, statuses: Iterable[st
 @click.pass_context
 def list_records(ctx: click.Context, statuses: tuple[str, ...]) -> None:
     """List records: a table on a terminal, tab-separated lines otherwise."""
+    header: tuple[str, ...] = ("resource_id", "stable_id", "status", "captured", "title", "url")
     fetcher = open_fetcher(ctx)
     try:
-        rows: list[tuple[str, ...]] = [
+        rows = (
             (r.resource_id, r.stable_id, str(r.status), r.capture_timestamp or "-",
              clean(r.title or "")[:60], clean(r.url))
             for r in select_records(fetcher, statuses)
-        ]
+        )
+        if sys.stdout.isatty():
+            # A table sizes its columns from every row, so it waits for the last one.
+            _print_table(header, list(rows))
+        else:
+            # Lines go out as records are read: the first at once, and memory stays flat
+            # however many records there are.
+            _write_lines("\t".join(row) for row in itertools.chain([header], rows))
     finally:
         fetcher.close()
-    header: tuple[str, ...] = ("resource_id", "stable_id", "status", "captured", "title", "url")
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
 
-        table = Table(*header)
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
-        return
-    buffer = io.StringIO()
-    for row in (header, *rows):
-        buffer.write("\t".join(row) + "\n")
-    click.echo(buffer.getvalue(), nl=False)
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def _write_lines(lines: Iterable[str]) -> None:
+    # Through the stream's own buffer, flushed at the end: one write per line would cost
+    # a system call each.
+    out = sys.stdout
+    for line in lines:
+        out.write(line + "\n")
+    out.flush()
 
 
 def _store_size(directory: Path) -> int:
