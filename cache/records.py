@@ -99,11 +99,11 @@ class Record:
         # another type (a subclass, a bool where an int goes, a wrong one) is looked at
         # again, in order, with the full check.
         shape = (tuple(data), tuple(map(type, data.values())))
-        odd = () if shape in _GOOD_SHAPES else [
-            n for n, v in data.items() if type(v) not in _EXACT_TYPES.get(n, ())
-        ]
-        if not odd and len(_GOOD_SHAPES) < _SHAPES_KEPT:
-            _GOOD_SHAPES.add(shape)
+        odd: list[str] = []
+        if shape not in _GOOD_SHAPES:
+            odd = [n for n, v in data.items() if type(v) not in _EXACT_TYPES.get(n, ())]
+            if not odd and len(_GOOD_SHAPES) < _SHAPES_KEPT:
+                _GOOD_SHAPES.add(shape)
         for name in odd:
             value = data[name]
             expected = _FIELD_TYPES.get(name)
