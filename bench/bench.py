@@ -12,6 +12,8 @@ Sections (``--sections``, default all):
 * ``warm``     a second pass over 10,000 fresh records (zero requests allowed)
 * ``overhead`` one ``Fetcher.fetch`` of a cached record vs a raw cache read
 * ``extract``  preview throughput, PDF preview time, peak RSS on big documents
+* ``store``    stats, export, list and a warm run over stores of 10,000 and 100,000
+               records, each a ``snapcache`` subprocess (bench/store_bench.py)
 
 Figures are printed as tables and written to bench/results/latest.json. The targets are
 compared in a final table; they are never assertions.
@@ -39,6 +41,7 @@ sys.path.insert(0, str(HERE))
 
 import corpus  # noqa: E402
 import peers  # noqa: E402
+import store_bench  # noqa: E402
 from snapcache import Fetcher  # noqa: E402
 from snapcache.config import Config, config_from_mapping  # noqa: E402
 
@@ -480,8 +483,8 @@ def targets(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sections", default="cold,batch,warm,extract",
-                    help="comma list of cold, batch, warm (includes overhead), extract")
+    ap.add_argument("--sections", default="cold,batch,warm,extract,store",
+                    help="comma list of cold, batch, warm (includes overhead), extract, store")
     ap.add_argument("--batch-concurrency", type=int, default=8,
                     help="concurrency of the batch (Fetcher.run) section")
     ap.add_argument("--scale", type=float, default=12.0,
@@ -492,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overhead-n", type=int, default=2000)
     ap.add_argument("--only-tool", action="append", help="cold run: only these tools")
     ap.add_argument("--out", default=str(HERE / "results" / "latest.json"))
+    store_bench.add_arguments(ap)
     args = ap.parse_args(argv)
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
 
@@ -523,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
         if "extract" in sections:
             (tmp / "extract").mkdir()
             run_extract(args, results, tmp / "extract")
+        if "store" in sections:
+            store_bench.run_store(args, results, tmp / "store")
     targets(results)
     results["total_s"] = time.perf_counter() - t0
     out = Path(args.out)

@@ -52,7 +52,17 @@ from .disk import SafeDisk
 from .errors import CacheError, DamagedRecordError, StoreDamagedError, StoreUnavailableError
 from .files import SPILL_DIR, check_private_directory, diagnose, sweep_temp_files
 from .records import SCHEMA_VERSION, Record, RecordFormatError
-from .summary import Counts, Mark, candidates_sql, counts, ensure, mark, unchecked_rows
+from .summary import (
+    Counts,
+    Mark,
+    candidates_sql,
+    counts,
+    ensure,
+    has_unchecked,
+    is_current,
+    mark,
+    unchecked_rows,
+)
 
 __all__ = [
     "ALIAS",
@@ -323,9 +333,16 @@ class Rows:
     def _prepare_summary(self) -> None:
         """Build the record summary if the file has none (a store of 0.1.0) or an outdated
         one, under the write lock, then check the records other writers left unchecked."""
-        with self.transaction():
-            ensure(self._execute, REC, _REC_END)
-        self.check_summary()
+        # Reads first: opening a store whose summary is in order takes no write lock for it.
+        with self._guard():
+            current = is_current(self._execute, REC, _REC_END)
+        if not current:
+            with self.transaction():
+                ensure(self._execute, REC, _REC_END)  # checks again, under the lock
+        with self._guard():
+            unchecked = has_unchecked(self._execute)
+        if unchecked:
+            self.check_summary()
 
     def check_summary(self) -> None:
         """Mark as checked every unchecked record row that parses, a batch per transaction.

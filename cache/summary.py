@@ -38,6 +38,8 @@ __all__ = [
     "candidates_sql",
     "counts",
     "ensure",
+    "has_unchecked",
+    "is_current",
     "mark",
     "schema",
     "unchecked_rows",
@@ -90,6 +92,23 @@ def schema(first: str, end: str) -> dict[str, tuple[str, str]]:
     }
 
 
+def _found(execute: Execute, wanted: Mapping[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    names = list(wanted)
+    return {
+        name: (kind, sql)
+        for kind, name, sql in execute(
+            f"SELECT type, name, sql FROM sqlite_master WHERE name IN"
+            f" ({', '.join('?' * len(names))})", names,
+        ).fetchall()
+    }
+
+
+def is_current(execute: Execute, first: str, end: str) -> bool:
+    """True when the summary exists exactly as :func:`schema` defines it (a read only)."""
+    wanted = schema(first, end)
+    return _found(execute, wanted) == wanted
+
+
 def ensure(execute: Execute, first: str, end: str) -> bool:
     """Create the summary if it is missing, partial or differently defined; True if built.
 
@@ -97,14 +116,7 @@ def ensure(execute: Execute, first: str, end: str) -> bool:
     filling of one row per record row, all unchecked, commit together or not at all.
     """
     wanted = schema(first, end)
-    names = list(wanted)
-    found = {
-        name: (kind, sql)
-        for kind, name, sql in execute(
-            f"SELECT type, name, sql FROM sqlite_master WHERE name IN"
-            f" ({', '.join('?' * len(names))})", names,
-        ).fetchall()
-    }
+    found = _found(execute, wanted)
     if found == wanted:
         return False
     # Dropping the table drops its indexes; the triggers live on Cache and go one by one.
@@ -119,6 +131,11 @@ def ensure(execute: Execute, first: str, end: str) -> bool:
         (first, end),
     )
     return True
+
+
+def has_unchecked(execute: Execute) -> bool:
+    """True when some record row is unchecked (one seek in the partial index)."""
+    return execute(f"SELECT 1 FROM {TABLE} WHERE checked = 0 LIMIT 1").fetchone() is not None
 
 
 def unchecked_rows(execute: Execute, after: str, limit: int) -> list[tuple[Any, ...]]:

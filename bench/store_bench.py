@@ -1,0 +1,268 @@
+"""The store at scale: ``stats``, ``export``, ``list`` and a warm ``run`` over stores of
+10,000 and 100,000 records, each command a ``snapcache`` subprocess.
+
+Stores are written through the store's public API (``ensure_identity`` then
+``save_attempt``, as the engine does), with synthetic ok records of about 2 KB of text each,
+all fresh. The warm run reads a source list of every URL and must make no request: its
+archive is a loopback port nothing listens on. Peak RSS is each subprocess's own
+(``os.wait4``), and a store's size is that of its folder after it is closed.
+
+Run alone with ``python bench/store_bench.py --sizes 10000,100000``, or as the ``store``
+section of ``bench/bench.py``. Building a store of 100,000 records takes a few minutes, so
+built stores are kept under ``--keep`` (when given) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from snapcache.cache import Record, SnapshotCache, utc_now_iso  # noqa: E402
+
+#: The issue's targets at 100,000 records, and the most a figure may grow from 10,000.
+TARGETS_S = {"stats": 1.0, "export": 10.0, "run": 10.0}
+TARGET_RSS_MB = 200.0
+TARGET_GROWTH = 12.0
+
+_WORDS = ("archive", "capture", "citation", "record", "preview", "resource", "source",
+          "wayback", "fetch", "store", "report", "model", "weights", "policy", "public",
+          "open", "access", "history", "snapshot", "text")
+
+
+def url_of(i: int) -> str:
+    """The URL of synthetic record ``i``."""
+    return f"https://bench.example/{i // 1000}/document-{i}.html"
+
+
+def resource_id(url: str) -> str:
+    """snapcache's resource ID of ``url`` (first 16 hex digits of its SHA-256)."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+
+
+def text_of(i: int, size: int = 2000) -> str:
+    """About ``size`` characters of words, different for each record."""
+    words: list[str] = []
+    n = 0
+    k = i
+    while n < size:
+        word = _WORDS[k % len(_WORDS)]
+        k = (k * 1103515245 + 12345) & 0x7FFFFFFF
+        words.append(word)
+        n += len(word) + 1
+    return " ".join(words)[:size]
+
+
+def build_store(path: Path, n: int) -> float:
+    """Write ``n`` fresh ok records into a new store at ``path``; returns seconds taken."""
+    t0 = time.perf_counter()
+    with SnapshotCache(path) as store:
+        for i in range(n):
+            url = url_of(i)
+            rid = resource_id(url)
+            sid = store.ensure_identity(rid, url, mint=lambda i=i: f"sid_{i:010d}")
+            now = utc_now_iso()
+            text = text_of(i)
+            stamp = f"2026{1 + i % 12:02d}{1 + i % 28:02d}120000"
+            record = Record(
+                resource_id=rid, stable_id=sid, url=url, status="ok", archived_status=200,
+                capture_timestamp=stamp,
+                archive_url=f"https://web.archive.org/web/{stamp}/{url}",
+                raw_url=f"https://web.archive.org/web/{stamp}id_/{url}",
+                original_url=url, fetched_at=now, content_type="text/html",
+                content_length=8000 + i % 5000, title=f"Document {i}: {text[:40]}",
+                preview=text, text_length=len(text), last_attempt_at=now, attempts=1,
+                last_outcome="ok", archive="wayback", orig_content_type="text/html",
+                sha256=hashlib.sha256(text.encode()).hexdigest(), created_at=now,
+            )
+            store.save_attempt(record, text=text, history_entry={
+                "at": now, "outcome": "ok", "capture_timestamp": stamp,
+                "archived_status": 200, "error": None,
+            })
+    return time.perf_counter() - t0
+
+
+def folder_bytes(path: Path) -> int:
+    """Bytes of every regular file under ``path``."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+@dataclass
+class Timed:
+    """One subprocess: wall seconds, seconds to its first line of output, CPU seconds and
+    peak RSS (both its own, from ``os.wait4``), lines written and exit code."""
+
+    seconds: float
+    first_line_s: float | None
+    cpu_s: float
+    rss_mb: float
+    lines: int
+    returncode: int
+
+
+def snapcache_cmd() -> list[str]:
+    """The ``snapcache`` command of this interpreter's environment."""
+    exe = Path(sys.executable).with_name("snapcache")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "snapcache.cli"]
+
+
+def timed(args: Sequence[str]) -> Timed:
+    """Run ``snapcache args``; its stdout is read line by line (timing the first) and
+    dropped, its stderr kept for a failure's message."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([*snapcache_cmd(), *args], stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        first: float | None = None
+        lines = 0
+        for _ in iter(proc.stdout.readline, b""):
+            if first is None:
+                first = time.perf_counter() - t0
+            lines += 1
+        # wait4 gives this child's own usage (getrusage(RUSAGE_CHILDREN) keeps the maximum
+        # RSS over every child so far, so it could not tell the commands apart).
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            print(f"  {' '.join(args)} exited {proc.returncode}: "
+                  f"{err.read().decode(errors='replace')[-500:]}", file=sys.stderr)
+    return Timed(seconds, first, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0,
+                 lines, proc.returncode)
+
+
+def write_config(folder: Path, store: Path) -> Path:
+    """A configuration whose archive is a loopback port nothing listens on."""
+    config = folder / "config.toml"
+    config.write_text(
+        '[archive]\nbase_url = "http://127.0.0.1:9"\n'
+        'availability_url = "http://127.0.0.1:9/wayback/available"\n'
+        f'[rates]\nstate_path = "{folder / "ratelimit.sqlite"}"\n'
+        f'[cache]\npath = "{store}"\n', encoding="utf-8")
+    return config
+
+
+def measure(folder: Path, n: int) -> dict[str, Any]:
+    """Build (or reuse) a store of ``n`` records under ``folder`` and time every command."""
+    store = folder / "store"
+    built = folder / "built.json"
+    if built.exists() and json.loads(built.read_text())["n"] == n:
+        build_s = json.loads(built.read_text())["build_s"]
+        print(f"store {n:,}: reusing {store}", file=sys.stderr)
+    else:
+        print(f"store {n:,}: building ...", file=sys.stderr, flush=True)
+        build_s = build_store(store, n)
+        built.write_text(json.dumps({"n": n, "build_s": build_s}))
+    config = write_config(folder, store)
+    sources = folder / "sources.txt"
+    if not sources.exists():
+        sources.write_text("".join(url_of(i) + "\n" for i in range(n)), encoding="utf-8")
+    base = ["--config", str(config)]
+    out: dict[str, Any] = {"n": n, "build_s": build_s,
+                           "bytes_per_record": folder_bytes(store) / n}
+    for name, args in (
+        ("stats", [*base, "stats"]),
+        ("export", [*base, "export"]),
+        ("list", [*base, "list"]),
+        ("run", [*base, "run", "--quiet", str(sources)]),
+    ):
+        print(f"store {n:,}: {name} ...", file=sys.stderr, flush=True)
+        t = timed(args)
+        out[name] = {"s": t.seconds, "first_line_s": t.first_line_s, "cpu_s": t.cpu_s,
+                     "rss_mb": t.rss_mb, "lines": t.lines, "returncode": t.returncode}
+    out["bytes_per_record"] = folder_bytes(store) / n
+    return out
+
+
+COMMANDS = ("stats", "export", "list", "run")
+
+
+def report(results: list[dict[str, Any]]) -> str:
+    """The table of figures, one row per store size, then growth and targets."""
+    lines = [
+        "| records | stats | export | list: first line / all | warm run | CPU s (stats / export"
+        " / list / run) | peak RSS MB (stats / export / list / run) | bytes per record |",
+        "|" + "---|" * 8,
+    ]
+    for r in results:
+        cpu = " / ".join(f"{r[k]['cpu_s']:.1f}" for k in COMMANDS)
+        rss = " / ".join(f"{r[k]['rss_mb']:.0f}" for k in COMMANDS)
+        first = r["list"]["first_line_s"]
+        lines.append(
+            f"| {r['n']:,} | {r['stats']['s']:.2f} s | {r['export']['s']:.2f} s"
+            f" | {'-' if first is None else f'{first:.2f}'} s / {r['list']['s']:.2f} s"
+            f" | {r['run']['s']:.2f} s | {cpu} | {rss} | {r['bytes_per_record']:,.0f} |")
+    notes = []
+    bad = [f"{k} at {r['n']:,} exited {r[k]['returncode']}" for r in results for k in COMMANDS
+           if r[k]["returncode"] != 0]
+    notes.append("INVALID: " + "; ".join(bad) if bad else "every command exited 0")
+    big = results[-1]
+    for name, limit in TARGETS_S.items():
+        value = big[name]["s"]
+        notes.append(f"{name} at {big['n']:,}: {value:.2f} s, target < {limit:g} s: "
+                     f"{'met' if value < limit else 'NOT met'}")
+    first = big["list"]["first_line_s"]
+    notes.append(f"list's first line at {big['n']:,}: "
+                 + ("none" if first is None else f"{first:.2f} s")
+                 + f" (all {big['list']['s']:.2f} s)")
+    worst_rss = max(big[k]["rss_mb"] for k in COMMANDS)
+    notes.append(f"peak RSS at {big['n']:,}: {worst_rss:.0f} MB, target < {TARGET_RSS_MB:g} MB:"
+                 f" {'met' if worst_rss < TARGET_RSS_MB else 'NOT met'}")
+    if len(results) > 1:
+        small = results[0]
+        growth = {k: big[k]["s"] / small[k]["s"] for k in COMMANDS}
+        notes.append(
+            f"growth from {small['n']:,} to {big['n']:,} records ({big['n'] / small['n']:g}x"
+            f" the records): " + ", ".join(f"{k} {v:.1f}x" for k, v in growth.items())
+            + f"; target within {TARGET_GROWTH:g}x: "
+            + ("met" if max(growth.values()) <= TARGET_GROWTH else "NOT met"))
+    return "\n".join(lines) + "\n\n" + "\n".join(f"* {n}" for n in notes)
+
+
+def run_store(args: argparse.Namespace, results: dict[str, Any], tmp: Path) -> None:
+    """The ``store`` section of bench.py: fills ``results['store']``."""
+    keep = Path(args.store_keep) if args.store_keep else tmp
+    figures = []
+    for n in args.store_sizes:
+        folder = keep / f"store-{n}"
+        folder.mkdir(parents=True, exist_ok=True)
+        figures.append(measure(folder, n))
+    text = report(figures)
+    print("\n### Store at scale\n\n" + text, flush=True)
+    results["store"] = figures
+    results["store_table"] = text
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of the ``store`` section."""
+    ap.add_argument("--store-sizes", type=lambda s: [int(x) for x in s.split(",")],
+                    default=[10_000, 100_000], help="store section: record counts")
+    ap.add_argument("--store-keep", default=None,
+                    help="store section: keep built stores in this folder and reuse them")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(ap)
+    args = ap.parse_args(argv)
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="snapcache-store-bench-") as d:
+        run_store(args, results, Path(d))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
