@@ -172,7 +172,8 @@ def measure(folder: Path, n: int) -> dict[str, Any]:
         sources.write_text("".join(url_of(i) + "\n" for i in range(n)), encoding="utf-8")
     base = ["--config", str(config)]
     out: dict[str, Any] = {"n": n, "build_s": build_s,
-                           "bytes_per_record": folder_bytes(store) / n}
+                           "bytes_per_record": folder_bytes(store) / n,
+                           "load_before": os.getloadavg()[0]}
     for name, args in (
         ("stats", [*base, "stats"]),
         ("export", [*base, "export"]),
@@ -184,6 +185,7 @@ def measure(folder: Path, n: int) -> dict[str, Any]:
         out[name] = {"s": t.seconds, "first_line_s": t.first_line_s, "cpu_s": t.cpu_s,
                      "rss_mb": t.rss_mb, "lines": t.lines, "returncode": t.returncode}
     out["bytes_per_record"] = folder_bytes(store) / n
+    out["load_after"] = os.getloadavg()[0]
     return out
 
 
@@ -205,7 +207,11 @@ def report(results: list[dict[str, Any]]) -> str:
             f"| {r['n']:,} | {r['stats']['s']:.2f} s | {r['export']['s']:.2f} s"
             f" | {'-' if first is None else f'{first:.2f}'} s / {r['list']['s']:.2f} s"
             f" | {r['run']['s']:.2f} s | {cpu} | {rss} | {r['bytes_per_record']:,.0f} |")
-    notes = []
+    notes = [
+        "load average (1 min) before / after each size: " + ", ".join(
+            f"{r['n']:,}: {r['load_before']:.1f} / {r['load_after']:.1f}" for r in results)
+        + f" on {os.cpu_count()} CPUs (CPU seconds are each command's own)",
+    ]
     bad = [f"{k} at {r['n']:,} exited {r[k]['returncode']}" for r in results for k in COMMANDS
            if r[k]["returncode"] != 0]
     notes.append("INVALID: " + "; ".join(bad) if bad else "every command exited 0")

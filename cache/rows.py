@@ -36,6 +36,7 @@ Values are kept inside the SQLite file (never as side files) so that rollback co
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import sqlite3
 import time
@@ -51,16 +52,19 @@ from .contract import HistoryEntry
 from .disk import SafeDisk
 from .errors import CacheError, DamagedRecordError, StoreDamagedError, StoreUnavailableError
 from .files import SPILL_DIR, check_private_directory, diagnose, sweep_temp_files
-from .records import SCHEMA_VERSION, Record, RecordFormatError
+from .records import FIELD_ORDER, SCHEMA_VERSION, STATUSES, Record, RecordFormatError
 from .summary import (
+    CANONICAL,
+    CHECKED,
     Counts,
     Mark,
-    candidates_sql,
     counts,
     ensure,
     has_unchecked,
     is_current,
     mark,
+    record_rows_sql,
+    schema,
     unchecked_rows,
 )
 
@@ -128,8 +132,17 @@ class Identity:
         return dumps({"stable_id": self.stable_id, "url": self.url, "created_at": self.created_at})
 
 
-def _mark_of(key: str, record: Record) -> Mark:
-    return (record.status, record.last_outcome, record.fetched_at, key)
+#: The rules records are checked by, named in the summary's definition: a release whose
+#: records have other fields, statuses or schema version rebuilds the summary and checks
+#: every record again by its own rules.
+_RECORD_FORMAT: Final = hashlib.sha256(
+    repr((SCHEMA_VERSION, FIELD_ORDER, STATUSES)).encode("utf-8")
+).hexdigest()[:16]
+_SUMMARY: Final = schema(REC, _REC_END, _RECORD_FORMAT)
+
+
+def _mark_of(key: str, record: Record, checked: int) -> Mark:
+    return (record.status, record.last_outcome, record.fetched_at, checked, key)
 
 
 def prepare_directory(directory: Path) -> None:
@@ -335,10 +348,10 @@ class Rows:
         one, under the write lock, then check the records other writers left unchecked."""
         # Reads first: opening a store whose summary is in order takes no write lock for it.
         with self._guard():
-            current = is_current(self._execute, REC, _REC_END)
+            current = is_current(self._execute, _SUMMARY)
         if not current:
             with self.transaction():
-                ensure(self._execute, REC, _REC_END)  # checks again, under the lock
+                ensure(self._execute, _SUMMARY, REC, _REC_END)  # checks again, under the lock
         with self._guard():
             unchecked = has_unchecked(self._execute)
         if unchecked:
@@ -362,7 +375,10 @@ class Rows:
                         record = self._parse(key[len(REC) :], value)
                     except RecordFormatError:
                         continue
-                    marks.append(_mark_of(key, record))
+                    # Written by another release, the text may lack newer fields or order
+                    # them otherwise: an export writes it as is only if it is the same.
+                    canonical = record.to_json() == value
+                    marks.append(_mark_of(key, record, CANONICAL if canonical else CHECKED))
                 mark(self._c._con.executemany, marks)
             if len(rows) < _CHECK_BATCH:
                 return
@@ -416,11 +432,12 @@ class Rows:
     def set_record(self, rid: str, record: Record, record_json: str) -> None:
         """Write the record row of ``rid`` and its summary (inside the caller's transaction).
 
-        ``record_json`` must be ``record``'s checked JSON (``validated_json``).
+        ``record_json`` must be ``record``'s checked JSON (``validated_json``): it is marked
+        as the record's own text, which an export writes as it is.
         """
         self.set(REC + rid, record_json)
         with self._guard():
-            mark(self._c._con.executemany, [_mark_of(REC + rid, record)])
+            mark(self._c._con.executemany, [_mark_of(REC + rid, record, CANONICAL)])
 
     def owner(self, key: str) -> str | None:
         """Return the resource ID an index entry (``sid:``/``url:``) points to."""
@@ -511,58 +528,90 @@ class Rows:
         """Yield ``(rid, record)`` for every ``rec:`` row in key (resource-ID) order, or
         ``(rid, error)`` for a record that cannot be read, in its place.
 
+        With ``statuses``, the record summary skips records whose checked status and latest
+        outcome are both elsewhere; the others all come (the caller filters them).
+        """
+        for key, item in self._items(statuses):
+            if isinstance(item, tuple):  # never the text: none was asked for
+                record = self._read_row(key, *item)
+                if record is not None:
+                    yield key[len(REC) :], record
+
+    def record_texts(
+        self, statuses: Collection[str] | None = None
+    ) -> Iterator[tuple[str, str | DamagedRecordError]]:
+        """Yield ``(rid, text)`` for every record whose status or latest outcome is one of
+        ``statuses`` (all without), ``text`` being its ``Record.to_json()``, or
+        ``(rid, error)`` for a record that cannot be read, in key order.
+
+        A record this store wrote (or checked) as its own text is not parsed at all: the
+        stored text is the answer. Others are parsed and written out again.
+        """
+        wanted = frozenset(statuses) if statuses else None
+        for key, item in self._items(statuses, texts=True):
+            rid = key[len(REC) :]
+            if isinstance(item, str):
+                yield rid, item
+                continue
+            if item is None:
+                continue
+            record = self._read_row(key, *item)
+            if isinstance(record, DamagedRecordError):
+                yield rid, record
+            elif record is not None and (
+                wanted is None or record.status in wanted or record.last_outcome in wanted
+            ):
+                yield rid, record.to_json()
+
+    def _items(
+        self, statuses: Collection[str] | None, *, texts: bool = False
+    ) -> Iterator[tuple[str, str | tuple[Any, Any, Any, Any] | None]]:
+        """``(key, what)`` of every record row, in key order: the stored text when ``texts``
+        and the summary vouches for it (matching ``statuses``), else the row's
+        ``(raw, mode, filename, value)`` to read; ``None`` for a row to leave out.
+
         Rows are read by a range scan of diskcache's key index, :data:`_BATCH` per query,
         each query starting after the last key read, so a full pass costs time in
-        proportion to the records, whatever else the store holds. With ``statuses``, the
-        record summary skips records whose checked status and latest outcome are both
-        elsewhere (the caller still filters what comes); unchecked ones all come.
+        proportion to the records, whatever else the store holds.
         """
         self._refuse_pickled_keys()
         wanted = sorted(set(statuses)) if statuses else None
         after, op = REC, ">="
         while True:
+            sql = record_rows_sql(op, None if wanted is None else len(wanted))
+            params = (after, _REC_END, *(wanted or ()), *(wanted or ()), _BATCH)
             with self._guard():
-                rows = self._record_batch(op, after, wanted)
-            for key, raw, mode, filename, value in rows:
-                rid = key[len(REC) :]
-                if raw != 1:
-                    self._key_of(key, raw)  # SafeDisk refuses a pickled key: it raises
-                    continue
-                if mode == MODE_RAW and filename is None and isinstance(value, str):
-                    try:
-                        yield rid, self._parse(rid, value)
-                    except DamagedRecordError as exc:
-                        yield rid, exc
-                    continue
-                # Anything diskcache itself must convert (bytes, a side file, a pickle):
-                # the checked single read decides, refusing what is unsafe.
-                try:
-                    record = self.record(rid)
-                except DamagedRecordError as exc:
-                    yield rid, exc
-                    continue
-                if record is not None:
-                    yield rid, record
+                rows = self._execute(sql, params).fetchall()
+            now = time.time()
+            for key, raw, mode, filename, value, expires, checked, status, last in rows:
+                if expires is not None and expires <= now:
+                    yield key, None  # absent to diskcache's reads; never written by us
+                elif (texts and checked == CANONICAL and mode == MODE_RAW and filename is None
+                        and isinstance(value, str)):
+                    matches = wanted is None or status in wanted or last in wanted
+                    yield key, value if matches else None
+                else:
+                    yield key, (raw, mode, filename, value)
             if len(rows) < _BATCH:
                 return
             after, op = rows[-1][0], ">"
 
-    def _record_batch(
-        self, op: str, after: str, statuses: list[str] | None
-    ) -> list[tuple[Any, ...]]:
-        # Expired rows are absent to diskcache's own reads; none is ever written, but a
-        # planted one must not appear here either.
-        if statuses is None:
-            sql = (
-                f"SELECT key, raw, mode, filename, value FROM Cache"
-                f" WHERE key {op} ? AND key < ? AND (expire_time IS NULL OR expire_time > ?)"
-                f" ORDER BY key, raw LIMIT ?"
-            )
-            params: tuple[Any, ...] = (after, _REC_END, time.time(), _BATCH)
-        else:
-            sql = candidates_sql(op, len(statuses))
-            params = (after, _REC_END, time.time(), *statuses, *statuses, _BATCH)
-        return self._execute(sql, params).fetchall()
+    def _read_row(
+        self, key: str, raw: Any, mode: Any, filename: Any, value: Any
+    ) -> Record | DamagedRecordError | None:
+        """The record in one row of a pass, its error, or ``None`` if it is gone."""
+        rid = key[len(REC) :]
+        if raw != 1:
+            self._key_of(key, raw)  # SafeDisk refuses a pickled key: it raises
+            return None
+        try:
+            if mode == MODE_RAW and filename is None and isinstance(value, str):
+                return self._parse(rid, value)
+            # Anything diskcache itself must convert (bytes, a side file, a pickle): the
+            # checked single read decides, refusing what is unsafe.
+            return self.record(rid)
+        except DamagedRecordError as exc:
+            return exc
 
     def _refuse_pickled_keys(self) -> None:
         """Raise :class:`UnsafeCacheEntryError` if a pickled key was planted anywhere.

@@ -212,6 +212,28 @@ class SnapshotCache:
             if wanted is None or record.status in wanted or record.last_outcome in wanted:
                 yield record
 
+    def record_texts(
+        self,
+        *,
+        statuses: Collection[str] | None = None,
+        on_damaged: Callable[[RecordFormatError], None] | None = None,
+    ) -> Iterator[str]:
+        """Yield the JSON text of the records :meth:`records` yields, each exactly its
+        ``Record.to_json()``, in the same order and under the same rules for ``statuses``
+        and damaged records (what ``snapcache export`` writes).
+
+        A record this store wrote is not parsed: the text it stored, checked then and not
+        written since by anyone (the record summary says so), is the answer. Records written
+        otherwise (by 0.1.0, say) are parsed and written out again.
+        """
+        for _, text in self._rows.record_texts(frozenset(statuses) if statuses else None):
+            if isinstance(text, RecordFormatError):
+                if on_damaged is None:
+                    raise text
+                on_damaged(text)
+                continue
+            yield text
+
     def __iter__(self) -> Iterator[Record]:
         """Yield every record, as :meth:`records` does."""
         return self.records()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+from snapcache.cache import SnapshotCache
 from snapcache.cache.files import is_temp_name
 from snapcache.cache.records import FIELD_ORDER
 
@@ -62,8 +63,16 @@ def _write_export(fetcher: Fetcher, fh: IO[str], fmt: str, statuses: Iterable[st
             data = record.to_json_dict()
             writer.writerow([_csv_value(data[name]) for name in FIELD_ORDER])
     else:
-        for record in select_records(fetcher, statuses):
-            fh.write(record.to_json() + "\n")
+        cache = fetcher.cache
+        # The diskcache store hands out the stored text of the records it wrote, unparsed:
+        # the same lines, at a fraction of the cost (exports of 100,000 records).
+        lines = (
+            cache.record_texts(statuses=set(statuses) or None, on_damaged=report_damaged)
+            if isinstance(cache, SnapshotCache)
+            else (record.to_json() for record in select_records(fetcher, statuses))
+        )
+        for line in lines:
+            fh.write(line + "\n")
 
 
 @click.command(name="list")
