@@ -18,7 +18,8 @@ extracted text itself):
 
 Beside diskcache's tables, the SQLite file holds ``snapcache_summary`` (:mod:`.summary`):
 per record its status, latest outcome and fetch time, kept by triggers in the same
-transaction as the record, so ``stats`` and status filters need not parse every record.
+transaction as the record, so ``stats``, status filters and exports need not parse every
+record.
 It was added after 0.1.0; that release ignores it (and its writes keep it right), and a
 store without it gets it built when opened.
 
