@@ -257,6 +257,10 @@ class SnapshotCache:
         """
         with self._rows.snapshot():
             summary = self._rows.summary()
+            if summary.rows != self._rows.count_records():
+                # Rows of the summary deleted or added by hand: it cannot be trusted to
+                # name every record, so every record is read (the next opening rebuilds it).
+                return _count(self.records(on_damaged=on_damaged))
             counts: Counter[str] = Counter(summary.outcomes)
             fetched = [f for f in (summary.oldest_fetch, summary.newest_fetch) if f]
             for key in summary.unchecked:
@@ -272,12 +276,7 @@ class SnapshotCache:
                 counts[record.status] += 1
                 if record.fetched_at:
                     fetched.append(record.fetched_at)
-        return StoreStats(
-            records=sum(counts.values()),
-            outcomes=dict(sorted(counts.items())),
-            oldest_fetch=min(fetched) if fetched else None,
-            newest_fetch=max(fetched) if fetched else None,
-        )
+        return _stats(counts, fetched)
 
     # ---------------------------------------------------------------------------------------
     # Writes (each one transaction)
@@ -508,6 +507,27 @@ class SnapshotCache:
                 requested=sid,
                 other_resource_id=owner,
             )
+
+
+def _count(records: Iterator[Record]) -> StoreStats:
+    """Stats of ``records``, read one by one."""
+    counts: Counter[str] = Counter()
+    fetched: list[str] = []
+    for record in records:
+        counts[record.status] += 1
+        if record.fetched_at:
+            fetched.append(record.fetched_at)
+    return _stats(counts, fetched)
+
+
+def _stats(counts: Counter[str], fetched: list[str]) -> StoreStats:
+    """Stats of records counted per status, with some of their fetch times."""
+    return StoreStats(
+        records=sum(counts.values()),
+        outcomes=dict(sorted(counts.items())),
+        oldest_fetch=min(fetched) if fetched else None,
+        newest_fetch=max(fetched) if fetched else None,
+    )
 
 
 def _check_entry(entry: Mapping[str, object]) -> None:

@@ -304,3 +304,20 @@ def test_a_damaged_record_stays_unchecked_and_is_reported_by_every_stats(
             with pytest.raises(DamagedRecordError, match=rid(url(5))):
                 list(store.record_texts(statuses={"ok"}))
     assert summary_rows(folder)[f"rec:{rid(url(5))}"] == 0
+
+
+def test_stats_still_count_every_record_when_summary_rows_were_deleted_by_hand(
+    tmp_path: Path
+) -> None:
+    folder = tmp_path / "store"
+    with SnapshotCache(folder) as store:
+        fill(store, 20)
+        expected = store.stats()
+        with sqlite3.connect(folder / "cache.db") as con:
+            con.execute("DELETE FROM snapcache_summary WHERE key = ?", (f"rec:{rid(url(0))}",))
+        con.close()
+        assert store.stats() == expected  # read record by record, since it lacks a row
+        assert len(list(store.records(statuses={"ok"}))) == expected.outcomes["ok"]
+    with SnapshotCache(folder) as store:  # rebuilt on opening: counted by SQL again
+        assert store.stats() == expected
+    assert len(summary_rows(folder)) == 20
