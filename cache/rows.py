@@ -349,7 +349,7 @@ class Rows:
         one, under the write lock, then check the records other writers left unchecked."""
         # Reads first: opening a store whose summary is in order takes no write lock for it.
         with self._guard():
-            current = is_current(self._execute, _SUMMARY, REC, _REC_END)
+            current = is_current(self._execute, _SUMMARY)
         if not current:
             with self.transaction():
                 ensure(self._execute, _SUMMARY, REC, _REC_END)  # checks again, under the lock

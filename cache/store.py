@@ -258,8 +258,9 @@ class SnapshotCache:
         with self._rows.snapshot():
             summary = self._rows.summary()
             if summary.rows != self._rows.count_records():
-                # Rows of the summary deleted or added by hand: it cannot be trusted to
-                # name every record, so every record is read (the next opening rebuilds it).
+                # Only a hand edit of the summary (rows deleted) makes it miss a record:
+                # the triggers keep one row per record. It cannot be trusted to name every
+                # record then, so every record is read.
                 return _count(self.records(on_damaged=on_damaged))
             counts: Counter[str] = Counter(summary.outcomes)
             fetched = [f for f in (summary.oldest_fetch, summary.newest_fetch) if f]

@@ -19,8 +19,8 @@ only by this store, in the transaction that wrote or read the record and parsed 
   parsed by the caller, so a damaged record is still reported, never counted or skipped.
 
 The triggers know nothing of JSON: whatever a row holds, writing it cannot fail because of
-them. A store without the summary (written by 0.1.0), with only part of it (a trigger or
-rows deleted by hand) or with one of another definition gets it rebuilt on opening (see
+them. A store without the summary (written by 0.1.0), with only part of it (a trigger
+dropped by hand) or with one of another definition gets it rebuilt on opening (see
 :func:`ensure`); the store then checks the unchecked rows in batches. The definition names
 the record format it was checked against (fields, statuses, schema version): a release
 whose records differ rebuilds it, so no record is counted as read by rules it does not
@@ -121,32 +121,22 @@ def _found(execute: Execute, wanted: Mapping[str, tuple[str, str]]) -> dict[str,
     }
 
 
-def is_current(
-    execute: Execute, wanted: Mapping[str, tuple[str, str]], first: str, end: str
-) -> bool:
-    """True when the summary exists exactly as ``wanted`` (:func:`schema` of record rows in
-    ``[first, end)``) and has a row per record row (a read only: two index counts)."""
-    if _found(execute, wanted) != wanted:
-        return False
-    (rows,) = execute(f"SELECT count(*) FROM {TABLE}").fetchone()
-    (records,) = execute(
-        "SELECT count(*) FROM Cache WHERE key >= ? AND key < ? AND raw = 1", (first, end)
-    ).fetchone()
-    # Only a hand edit of the summary makes them differ: the triggers keep them equal.
-    return bool(rows == records)
+def is_current(execute: Execute, wanted: Mapping[str, tuple[str, str]]) -> bool:
+    """True when the summary exists exactly as ``wanted`` (:func:`schema`) (a read only)."""
+    return _found(execute, wanted) == wanted
 
 
 def ensure(execute: Execute, wanted: Mapping[str, tuple[str, str]], first: str,
            end: str) -> bool:
     """Create the summary as ``wanted`` (:func:`schema` of record rows in ``[first, end)``)
-    if it is missing, partial, differently defined or lacks rows; True if it was (re)built.
+    if it is missing, partial or differently defined; True if it was (re)built.
 
     Must run inside a write transaction (the store's lock): the check, the rebuild and the
     filling of one row per record row, all unchecked, commit together or not at all.
     """
-    if is_current(execute, wanted, first, end):
-        return False
     found = _found(execute, wanted)
+    if found == wanted:
+        return False
     # Dropping the table drops its indexes; the triggers live on Cache and go one by one.
     for name, (kind, _) in found.items():
         if kind in ("table", "trigger"):
@@ -256,5 +246,5 @@ def counts(execute: Execute) -> Counts:
     unchecked = [key for (key,) in execute(
         f"SELECT key FROM {TABLE} WHERE checked = {UNCHECKED} ORDER BY key"
     ).fetchall()]
-    (rows,) = execute(f"SELECT count(*) FROM {TABLE}").fetchone()
-    return Counts(outcomes, oldest, newest, unchecked, int(rows))
+    rows = sum(outcomes.values()) + len(unchecked)
+    return Counts(outcomes, oldest, newest, unchecked, rows)
