@@ -41,7 +41,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -64,7 +64,6 @@ from .summary import (
     has_unchecked,
     is_current,
     mark,
-    record_rows_sql,
     schema,
     unchecked_rows,
 )
@@ -75,6 +74,7 @@ __all__ = [
     "HIST",
     "IDENT",
     "REC",
+    "REC_END",
     "SCHEMA_KEY",
     "SID",
     "TEXT",
@@ -96,8 +96,8 @@ ALIAS: Final = "alias:"
 TEXT: Final = "text:"
 HIST: Final = "hist:"
 #: The first key after every ``rec:`` key (``;`` follows ``:``): record rows are the text
-#: keys in ``[REC, _REC_END)``, one range of diskcache's (key, raw) index.
-_REC_END: Final = REC[:-1] + chr(ord(REC[-1]) + 1)
+#: keys in ``[REC, REC_END)``, one range of diskcache's (key, raw) index.
+REC_END: Final = REC[:-1] + chr(ord(REC[-1]) + 1)
 #: Unchecked records checked per transaction when a store is opened: a few tens of ms of
 #: parsing, so writers of other processes wait no longer than that.
 _CHECK_BATCH: Final = 2000
@@ -106,8 +106,6 @@ _GET: Final = (
     "SELECT mode, filename, value FROM Cache"
     " WHERE key = ? AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)"
 )
-#: Record rows read per query: a few hundred KB of JSON, one round trip each.
-_BATCH: Final = 500
 
 #: diskcache's size limit and side-file threshold. This is a record store, not a cache that
 #: may forget: nothing is ever evicted, and no value is big enough to go to a side file
@@ -139,7 +137,7 @@ class Identity:
 _RECORD_FORMAT: Final = hashlib.sha256(
     repr((SCHEMA_VERSION, FIELD_ORDER, STATUSES)).encode("utf-8")
 ).hexdigest()[:16]
-_SUMMARY: Final = schema(REC, _REC_END, _RECORD_FORMAT)
+_SUMMARY: Final = schema(REC, REC_END, _RECORD_FORMAT)
 
 
 def _mark_of(key: str, record: Record, checked: int) -> Mark:
@@ -352,7 +350,7 @@ class Rows:
             current = is_current(self._execute, _SUMMARY)
         if not current:
             with self.transaction():
-                ensure(self._execute, _SUMMARY, REC, _REC_END)  # checks again, under the lock
+                ensure(self._execute, _SUMMARY, REC, REC_END)  # checks again, under the lock
         with self._guard():
             unchecked = has_unchecked(self._execute)
         if unchecked:
@@ -373,7 +371,7 @@ class Rows:
                     if mode != MODE_RAW or filename is not None or not isinstance(value, str):
                         continue  # left to the checked single read, which refuses it
                     try:
-                        record = self._parse(key[len(REC) :], value)
+                        record = self.parse_record(key[len(REC) :], value)
                     except RecordFormatError:
                         continue
                     # Written by another release, the text may lack newer fields or order
@@ -455,9 +453,9 @@ class Rows:
             return None
         if not isinstance(raw, str):
             raise self._damaged(rid, f"stored as {type(raw).__name__}, not text")
-        return self._parse(rid, raw)
+        return self.parse_record(rid, raw)
 
-    def _parse(self, rid: str, raw: str) -> Record:
+    def parse_record(self, rid: str, raw: str) -> Record:
         """The record in ``raw``, the text of ``rid``'s record row, or DamagedRecordError."""
         try:
             record = Record.from_json(raw)
@@ -513,7 +511,7 @@ class Rows:
         with self._guard():
             (n,) = self._execute(
                 "SELECT count(*) FROM Cache WHERE key >= ? AND key < ? AND raw = 1",
-                (REC, _REC_END),
+                (REC, REC_END),
             ).fetchone()
         return int(n)
 
@@ -523,110 +521,24 @@ class Rows:
         with self._guard():
             return counts(self._execute)
 
-    def records(
-        self, statuses: Collection[str] | None = None
-    ) -> Iterator[tuple[str, Record | DamagedRecordError]]:
-        """Yield ``(rid, record)`` for every ``rec:`` row in key (resource-ID) order, or
-        ``(rid, error)`` for a record that cannot be read, in its place.
+    def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        """Every row ``sql`` selects, on this thread's connection (inside a transaction or
+        snapshot of this object when one is open); file errors become typed errors."""
+        with self._guard():
+            return self._execute(sql, params).fetchall()
 
-        With ``statuses``, the record summary skips records whose checked status and latest
-        outcome are both elsewhere; the others all come (the caller filters them).
-        """
-        for key, item in self._items(statuses):
-            if isinstance(item, tuple):  # never the text: none was asked for
-                record = self._read_row(key, *item)
-                if record is not None:
-                    yield key[len(REC) :], record
-
-    def record_texts(
-        self, statuses: Collection[str] | None = None
-    ) -> Iterator[tuple[str, str | DamagedRecordError]]:
-        """Yield ``(rid, text)`` for every record whose status or latest outcome is one of
-        ``statuses`` (all without), ``text`` being its ``Record.to_json()``, or
-        ``(rid, error)`` for a record that cannot be read, in key order.
-
-        A record this store wrote (or checked) as its own text is not parsed at all: the
-        stored text is the answer. Others are parsed and written out again.
-        """
-        wanted = frozenset(statuses) if statuses else None
-        for key, item in self._items(statuses, texts=True):
-            rid = key[len(REC) :]
-            if isinstance(item, str):
-                yield rid, item
-                continue
-            if item is None:
-                continue
-            record = self._read_row(key, *item)
-            if isinstance(record, DamagedRecordError):
-                yield rid, record
-            elif record is not None and (
-                wanted is None or record.status in wanted or record.last_outcome in wanted
-            ):
-                yield rid, record.to_json()
-
-    def _items(
-        self, statuses: Collection[str] | None, *, texts: bool = False
-    ) -> Iterator[tuple[str, str | tuple[Any, Any, Any, Any] | None]]:
-        """``(key, what)`` of every record row, in key order: the stored text when ``texts``
-        and the summary vouches for it (matching ``statuses``), else the row's
-        ``(raw, mode, filename, value)`` to read; ``None`` for a row to leave out.
-
-        Rows are read by a range scan of diskcache's key index, :data:`_BATCH` per query,
-        each query starting after the last key read, so a full pass costs time in
-        proportion to the records, whatever else the store holds.
-        """
-        self._refuse_pickled_keys()
-        wanted = sorted(set(statuses)) if statuses else None
-        after, op = REC, ">="
-        while True:
-            sql = record_rows_sql(op, None if wanted is None else len(wanted))
-            params = (after, _REC_END, *(wanted or ()), *(wanted or ()), _BATCH)
-            with self._guard():
-                rows = self._execute(sql, params).fetchall()
-            now = time.time()
-            for key, raw, mode, filename, value, expires, checked, status, last in rows:
-                if expires is not None and expires <= now:
-                    yield key, None  # absent to diskcache's reads; never written by us
-                elif (texts and checked == CANONICAL and mode == MODE_RAW and filename is None
-                        and isinstance(value, str)):
-                    matches = wanted is None or status in wanted or last in wanted
-                    yield key, value if matches else None
-                else:
-                    yield key, (raw, mode, filename, value)
-            if len(rows) < _BATCH:
-                return
-            after, op = rows[-1][0], ">"
-
-    def _read_row(
-        self, key: str, raw: Any, mode: Any, filename: Any, value: Any
-    ) -> Record | DamagedRecordError | None:
-        """The record in one row of a pass, its error, or ``None`` if it is gone."""
-        rid = key[len(REC) :]
-        if raw != 1:
-            self._key_of(key, raw)  # SafeDisk refuses a pickled key: it raises
-            return None
-        try:
-            if mode == MODE_RAW and filename is None and isinstance(value, str):
-                return self._parse(rid, value)
-            # Anything diskcache itself must convert (bytes, a side file, a pickle): the
-            # checked single read decides, refusing what is unsafe.
-            return self.record(rid)
-        except DamagedRecordError as exc:
-            return exc
-
-    def _refuse_pickled_keys(self) -> None:
+    def refuse_pickled_keys(self) -> None:
         """Raise :class:`UnsafeCacheEntryError` if a pickled key was planted anywhere.
 
         diskcache stores a pickled key as a blob, and blobs sort after every text key: one
         seek in the key index finds the first, and SafeDisk refuses it (never unpickled).
         """
-        with self._guard():
-            rows = self._execute(
-                "SELECT key, raw FROM Cache WHERE key >= X'' AND raw = 0 LIMIT 1"
-            ).fetchall()
-        for key, raw in rows:
-            self._key_of(key, raw)
+        for key, raw in self.query(
+            "SELECT key, raw FROM Cache WHERE key >= X'' AND raw = 0 LIMIT 1"
+        ):
+            self.check_key(key, raw)
 
-    def _key_of(self, key: Any, raw: int) -> Any:
+    def check_key(self, key: Any, raw: int) -> Any:
+        """The key of a row as SafeDisk reads it: a pickled one (``raw`` 0) raises."""
         with self._guard():
             return self._c.disk.get(key, bool(raw))

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Self
 
+from . import passes
 from .contract import HistoryEntry, StoreStats
 from .errors import CacheError, NotFoundError, StableIdConflictError
 from .identity import (
@@ -203,7 +204,7 @@ class SnapshotCache:
         it instead and the other records follow (the caller reports it).
         """
         wanted = frozenset(statuses) if statuses else None
-        for _, record in self._rows.records(wanted):
+        for _, record in passes.records(self._rows, wanted):
             if isinstance(record, RecordFormatError):
                 if on_damaged is None:
                     raise record
@@ -226,7 +227,7 @@ class SnapshotCache:
         written since by anyone (the record summary says so), is the answer. Records written
         otherwise (by 0.1.0, say) are parsed and written out again.
         """
-        for _, text in self._rows.record_texts(frozenset(statuses) if statuses else None):
+        for _, text in passes.record_texts(self._rows, frozenset(statuses) if statuses else None):
             if isinstance(text, RecordFormatError):
                 if on_damaged is None:
                     raise text
