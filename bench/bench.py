@@ -18,6 +18,8 @@ Sections (``--sections``, default all):
 * ``workers``  ``snapcache worker`` on the PostgreSQL store: URLs/s with 1, 2 and 4 workers
                (no rate limit), the warm path on diskcache and PostgreSQL side by side,
                bytes per record on each (bench/workers_bench.py; needs a server, ``--dsn``)
+* ``store``    stats, export, list and a warm run over stores of 10,000 and 100,000
+               records, each a ``snapcache`` subprocess (bench/store_bench.py)
 
 Figures are printed as tables and written to bench/results/latest.json. The targets are
 compared in a final table; they are never assertions.
@@ -45,6 +47,7 @@ sys.path.insert(0, str(HERE))
 
 import corpus  # noqa: E402
 import peers  # noqa: E402
+import store_bench  # noqa: E402
 from snapcache import Fetcher  # noqa: E402
 from snapcache.config import Config, config_from_mapping  # noqa: E402
 
@@ -511,9 +514,9 @@ def targets(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sections", default="cold,batch,warm,extract,pool,serve,workers",
+    ap.add_argument("--sections", default="cold,batch,warm,extract,pool,serve,workers,store",
                     help="comma list of cold, batch, warm (includes overhead), extract, pool, "
-                    "serve, workers")
+                    "serve, workers, store")
     ap.add_argument("--batch-concurrency", type=int, default=8,
                     help="concurrency of the batch (Fetcher.run) section")
     ap.add_argument("--scale", type=float, default=12.0,
@@ -529,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
 
     serve_bench.add_arguments(ap)
     workers_bench.add_arguments(ap)
+    store_bench.add_arguments(ap)
     args = ap.parse_args(argv)
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
 
@@ -568,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
         if "workers" in sections:
             (tmp / "workers").mkdir()
             workers_bench.run_workers(args, results, tmp / "workers")
+        if "store" in sections:
+            store_bench.run_store(args, results, tmp / "store")
     targets(results)
     results["total_s"] = time.perf_counter() - t0
     out = Path(args.out)

@@ -8,7 +8,8 @@ field order here is the public order.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any, Final, Literal, get_args
 
 #: Bumped whenever a field changes meaning or a field is removed. Adding an optional field
@@ -72,11 +73,15 @@ class Record:
 
     def to_json_dict(self) -> dict[str, Any]:
         """Return the record as a JSON-ready dict, fields in their public order."""
-        return asdict(self)
+        # What dataclasses.asdict gives (the list copied, not shared), without its recursive
+        # deep copy of every value: exports write this for every record.
+        data = dict(zip(FIELD_ORDER, _FIELD_VALUES(self), strict=True))
+        data["redirects"] = list(self.redirects)
+        return data
 
     def to_json(self) -> str:
         """Serialise to one line of JSON (UTF-8 safe, no ASCII escaping)."""
-        return json.dumps(self.to_json_dict(), ensure_ascii=False, separators=(",", ":"))
+        return _ENCODE(self.to_json_dict())
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> Record:
@@ -89,9 +94,18 @@ class Record:
         version = data.get("schema_version", SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
             raise RecordFormatError(f"schema_version {version!r} is not {SCHEMA_VERSION}")
-        # One pass over the fields (records are parsed on every cache read, so this is on
-        # the warm path of every run).
-        for name, value in data.items():
+        # One pass over the fields by exact type (records are parsed on every cache read, so
+        # this is on the warm path of every run and of every export); only a field of
+        # another type (a subclass, a bool where an int goes, a wrong one) is looked at
+        # again, in order, with the full check.
+        shape = (tuple(data), tuple(map(type, data.values())))
+        odd: list[str] = []
+        if shape not in _GOOD_SHAPES:
+            odd = [n for n, v in data.items() if type(v) not in _EXACT_TYPES.get(n, ())]
+            if not odd and len(_GOOD_SHAPES) < _SHAPES_KEPT:
+                _GOOD_SHAPES.add(shape)
+        for name in odd:
+            value = data[name]
             expected = _FIELD_TYPES.get(name)
             if expected is None:
                 raise RecordFormatError(f"unknown field {name!r}")
@@ -108,7 +122,7 @@ class Record:
                 raise RecordFormatError(f"field {name!r} must be a non-empty string")
         if data.get("status", "error") not in STATUSES:
             raise RecordFormatError(f"field 'status' has unknown value {data.get('status')!r}")
-        if data.get("last_outcome") not in (*STATUSES, None):
+        if data.get("last_outcome") not in _OUTCOMES:
             raise RecordFormatError("field 'last_outcome' has an unknown value")
         if not all(isinstance(r, str) for r in data.get("redirects", [])):
             raise RecordFormatError("field 'redirects' must be a list of strings")
@@ -130,6 +144,7 @@ class Record:
 
 #: The public field order, for CSV exports and documentation.
 FIELD_ORDER: Final[tuple[str, ...]] = tuple(f.name for f in fields(Record))
+_FIELD_VALUES: Final = attrgetter(*FIELD_ORDER)
 # Validation tables, computed once: records are parsed on every cache read.
 _KNOWN_FIELDS: Final = frozenset(FIELD_ORDER)
 _TYPED_FIELDS: Final[dict[str, tuple[type, ...]]] = {
@@ -148,3 +163,14 @@ _FIELD_TYPES: Final[dict[str, tuple[type, ...]]] = {
     **_TYPED_FIELDS,
     "schema_version": (int,),
 }
+_EXACT_TYPES: Final[dict[str, frozenset[type]]] = {
+    name: frozenset(types) for name, types in _FIELD_TYPES.items()
+}
+_OUTCOMES: Final = frozenset((*STATUSES, None))
+#: Field names and exact value types of records that passed the type check: records of a
+#: store share a handful of shapes, so most skip the check field by field. Bounded, since
+#: a shape is any combination of null and non-null optional fields.
+_GOOD_SHAPES: Final[set[tuple[tuple[str, ...], tuple[type, ...]]]] = set()
+_SHAPES_KEPT: Final = 4096
+#: json.dumps(value, ensure_ascii=False, separators=(",", ":")), its encoder made once.
+_ENCODE: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

@@ -16,6 +16,13 @@ extracted text itself):
 ``hist:<rid>``      JSON list of attempt summaries, oldest first, at most ``history_limit``
 ==================  ==============================================================
 
+Beside diskcache's tables, the SQLite file holds ``snapcache_summary`` (:mod:`.summary`):
+per record its status, latest outcome and fetch time, kept by triggers in the same
+transaction as the record, so ``stats``, status filters and exports need not parse every
+record.
+It was added after 0.1.0; that release ignores it (and its writes keep it right), and a
+store without it gets it built when opened.
+
 Beside ``cache.db`` the folder may hold ``run.lock`` (the CLI's run lock) and ``tmp/``
 (bodies the fetcher spills to disk), and exports in progress may not be written there:
 temporary files name their writer and are removed at open once it is gone
@@ -30,20 +37,36 @@ Values are kept inside the SQLite file (never as side files) so that rollback co
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import diskcache
+from diskcache.core import MODE_RAW
 
 from .contract import HistoryEntry
 from .disk import SafeDisk
 from .errors import CacheError, DamagedRecordError, StoreDamagedError, StoreUnavailableError
 from .files import SPILL_DIR, check_private_directory, diagnose, sweep_temp_files
-from .records import SCHEMA_VERSION, Record, RecordFormatError
+from .records import FIELD_ORDER, SCHEMA_VERSION, STATUSES, Record, RecordFormatError
+from .summary import (
+    CANONICAL,
+    CHECKED,
+    Counts,
+    Mark,
+    counts,
+    ensure,
+    has_unchecked,
+    is_current,
+    mark,
+    schema,
+    unchecked_rows,
+)
 
 __all__ = [
     "ALIAS",
@@ -51,6 +74,7 @@ __all__ = [
     "HIST",
     "IDENT",
     "REC",
+    "REC_END",
     "SCHEMA_KEY",
     "SID",
     "TEXT",
@@ -71,6 +95,17 @@ URL: Final = "url:"
 ALIAS: Final = "alias:"
 TEXT: Final = "text:"
 HIST: Final = "hist:"
+#: The first key after every ``rec:`` key (``;`` follows ``:``): record rows are the text
+#: keys in ``[REC, REC_END)``, one range of diskcache's (key, raw) index.
+REC_END: Final = REC[:-1] + chr(ord(REC[-1]) + 1)
+#: Unchecked records checked per transaction when a store is opened: a few tens of ms of
+#: parsing, so writers of other processes wait no longer than that.
+_CHECK_BATCH: Final = 2000
+#: One row by key, as diskcache's ``get`` reads it (an expired row is absent).
+_GET: Final = (
+    "SELECT mode, filename, value FROM Cache"
+    " WHERE key = ? AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)"
+)
 
 #: diskcache's size limit and side-file threshold. This is a record store, not a cache that
 #: may forget: nothing is ever evicted, and no value is big enough to go to a side file
@@ -94,6 +129,19 @@ class Identity:
     def to_json(self) -> str:
         """The row's JSON value."""
         return dumps({"stable_id": self.stable_id, "url": self.url, "created_at": self.created_at})
+
+
+#: The rules records are checked by, named in the summary's definition: a release whose
+#: records have other fields, statuses or schema version rebuilds the summary and checks
+#: every record again by its own rules.
+_RECORD_FORMAT: Final = hashlib.sha256(
+    repr((SCHEMA_VERSION, FIELD_ORDER, STATUSES)).encode("utf-8")
+).hexdigest()[:16]
+_SUMMARY: Final = schema(REC, REC_END, _RECORD_FORMAT)
+
+
+def _mark_of(key: str, record: Record, checked: int) -> Mark:
+    return (record.status, record.last_outcome, record.fetched_at, checked, key)
 
 
 def prepare_directory(directory: Path) -> None:
@@ -171,6 +219,7 @@ class Rows:
             raise store_error(exc, directory) from exc
         try:
             self._check_schema()
+            self._prepare_summary()
         except BaseException:
             self._cache.close()
             raise
@@ -209,9 +258,52 @@ class Rows:
         except _FILE_ERRORS as exc:
             raise store_error(exc, self._directory) from exc
 
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """File errors of the SQL run inside become typed errors (as in :meth:`_get`)."""
+        try:
+            yield
+        except _MISUSE:
+            raise
+        except _FILE_ERRORS as exc:
+            raise store_error(exc, self._directory) from exc
+
+    def _execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        # diskcache has no public way to run a query of one's own: ``_con`` is its SQLite
+        # connection for this thread (stable across diskcache 5.x, which pyproject pins), so
+        # these statements join the transaction of :meth:`transaction`.
+        cursor: sqlite3.Cursor = self._c._con.execute(sql, params)
+        return cursor
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every query inside sees the same state of the file (WAL
+        readers never wait for writers, nor make them wait)."""
+        con = self._c._con
+        if con.in_transaction:  # already inside one of ours
+            yield
+            return
+        with self._guard():
+            con.execute("BEGIN")
+        try:
+            yield
+        finally:
+            with self._guard():
+                con.execute("COMMIT")
+
     def _get(self, key: str) -> Any:
         """The raw value of one row (None if absent); file errors become typed errors."""
         try:
+            # The query diskcache's own get makes, without its per-call overhead (about half
+            # the cost of a warm run's lookups). A row diskcache stored as it is (every row
+            # snapcache writes) is its value; any other (a side file, a pickle, bytes) goes
+            # through diskcache and SafeDisk, which refuse what is unsafe.
+            rows = self._execute(_GET, (key, time.time())).fetchall()
+            if not rows:
+                return None
+            ((mode, filename, value),) = rows
+            if mode == MODE_RAW and filename is None and isinstance(value, str):
+                return value
             return self._c.get(key)
         except _MISUSE:
             raise
@@ -249,6 +341,47 @@ class Rows:
                     f"cache {where!r} has schema version {version}, and no migration "
                     f"to schema version {SCHEMA_VERSION} exists"
                 )
+
+    def _prepare_summary(self) -> None:
+        """Build the record summary if the file has none (a store of 0.1.0) or an outdated
+        one, under the write lock, then check the records other writers left unchecked."""
+        # Reads first: opening a store whose summary is in order takes no write lock for it.
+        with self._guard():
+            current = is_current(self._execute, _SUMMARY)
+        if not current:
+            with self.transaction():
+                ensure(self._execute, _SUMMARY, REC, REC_END)  # checks again, under the lock
+        with self._guard():
+            unchecked = has_unchecked(self._execute)
+        if unchecked:
+            self.check_summary()
+
+    def check_summary(self) -> None:
+        """Mark as checked every unchecked record row that parses, a batch per transaction.
+
+        Rows written by another release or by hand become countable by SQL; a damaged record
+        stays unchecked, so ``stats`` keeps reading, and reporting, it.
+        """
+        after = ""
+        while True:
+            with self.transaction():
+                rows = unchecked_rows(self._execute, after, _CHECK_BATCH)
+                marks: list[Mark] = []
+                for key, _raw, mode, filename, value in rows:
+                    if mode != MODE_RAW or filename is not None or not isinstance(value, str):
+                        continue  # left to the checked single read, which refuses it
+                    try:
+                        record = self.parse_record(key[len(REC) :], value)
+                    except RecordFormatError:
+                        continue
+                    # Written by another release, the text may lack newer fields or order
+                    # them otherwise: an export writes it as is only if it is the same.
+                    canonical = record.to_json() == value
+                    marks.append(_mark_of(key, record, CANONICAL if canonical else CHECKED))
+                mark(self._c._con.executemany, marks)
+            if len(rows) < _CHECK_BATCH:
+                return
+            after = rows[-1][0]
 
     # ---------------------------------------------------------------------------------------
     # Any row
@@ -295,6 +428,16 @@ class Rows:
     # ---------------------------------------------------------------------------------------
     # Each kind of row
 
+    def set_record(self, rid: str, record: Record, record_json: str) -> None:
+        """Write the record row of ``rid`` and its summary (inside the caller's transaction).
+
+        ``record_json`` must be ``record``'s checked JSON (``validated_json``): it is marked
+        as the record's own text, which an export writes as it is.
+        """
+        self.set(REC + rid, record_json)
+        with self._guard():
+            mark(self._c._con.executemany, [_mark_of(REC + rid, record, CANONICAL)])
+
     def owner(self, key: str) -> str | None:
         """Return the resource ID an index entry (``sid:``/``url:``) points to."""
         value = self.json(key)
@@ -310,6 +453,10 @@ class Rows:
             return None
         if not isinstance(raw, str):
             raise self._damaged(rid, f"stored as {type(raw).__name__}, not text")
+        return self.parse_record(rid, raw)
+
+    def parse_record(self, rid: str, raw: str) -> Record:
+        """The record in ``raw``, the text of ``rid``'s record row, or DamagedRecordError."""
         try:
             record = Record.from_json(raw)
         except RecordFormatError as exc:
@@ -359,15 +506,39 @@ class Rows:
             raise CacheError(f"alias list of resource {rid} is corrupt")
         return data
 
-    def record_ids(self) -> Iterator[str]:
-        """Yield the resource ID of every ``rec:`` row, in ascending order."""
-        # Keys only, in diskcache's key order (SQLite sorts text keys bytewise, so the rec:
-        # rows come in resource-ID order); values are read (and checked) one at a time.
-        try:
-            for key in self._c.iterkeys():
-                if isinstance(key, str) and key.startswith(REC):
-                    yield key[len(REC) :]
-        except _MISUSE:
-            raise
-        except _FILE_ERRORS as exc:
-            raise store_error(exc, self._directory) from exc
+    def count_records(self) -> int:
+        """The number of ``rec:`` rows (damaged ones included): one index range, counted."""
+        with self._guard():
+            (n,) = self._execute(
+                "SELECT count(*) FROM Cache WHERE key >= ? AND key < ? AND raw = 1",
+                (REC, REC_END),
+            ).fetchone()
+        return int(n)
+
+    def summary(self) -> Counts:
+        """What the record summary counts (see :func:`.summary.counts`); call it inside
+        :meth:`snapshot` and read the unchecked records in the same snapshot."""
+        with self._guard():
+            return counts(self._execute)
+
+    def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        """Every row ``sql`` selects, on this thread's connection (inside a transaction or
+        snapshot of this object when one is open); file errors become typed errors."""
+        with self._guard():
+            return self._execute(sql, params).fetchall()
+
+    def refuse_pickled_keys(self) -> None:
+        """Raise :class:`UnsafeCacheEntryError` if a pickled key was planted anywhere.
+
+        diskcache stores a pickled key as a blob, and blobs sort after every text key: one
+        seek in the key index finds the first, and SafeDisk refuses it (never unpickled).
+        """
+        for key, raw in self.query(
+            "SELECT key, raw FROM Cache WHERE key >= X'' AND raw = 0 LIMIT 1"
+        ):
+            self.check_key(key, raw)
+
+    def check_key(self, key: Any, raw: int) -> Any:
+        """The key of a row as SafeDisk reads it: a pickled one (``raw`` 0) raises."""
+        with self._guard():
+            return self._c.disk.get(key, bool(raw))

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Self
 
+from . import passes
 from .contract import HistoryEntry, StoreStats
 from .errors import CacheError, NotFoundError, StableIdConflictError
 from .identity import (
@@ -193,7 +194,8 @@ class SnapshotCache:
         statuses: Collection[str] | None = None,
         on_damaged: Callable[[RecordFormatError], None] | None = None,
     ) -> Iterator[Record]:
-        """Yield every record in resource-ID order (diskcache iterates keys sorted).
+        """Yield every record in resource-ID order (a range scan of the key index, a batch
+        of records per query: a full pass costs time in proportion to the records).
 
         With ``statuses``, only records whose ``status`` or ``last_outcome`` is one of them.
         A corrupt record raises :class:`DamagedRecordError` (a :class:`RecordFormatError`)
@@ -202,18 +204,36 @@ class SnapshotCache:
         it instead and the other records follow (the caller reports it).
         """
         wanted = frozenset(statuses) if statuses else None
-        for rid in self._rows.record_ids():
-            try:
-                record = self._rows.record(rid)
-            except RecordFormatError as exc:
+        for _, record in passes.records(self._rows, wanted):
+            if isinstance(record, RecordFormatError):
                 if on_damaged is None:
-                    raise
-                on_damaged(exc)
-                continue
-            if record is None:  # deleted by another process meanwhile
+                    raise record
+                on_damaged(record)
                 continue
             if wanted is None or record.status in wanted or record.last_outcome in wanted:
                 yield record
+
+    def record_texts(
+        self,
+        *,
+        statuses: Collection[str] | None = None,
+        on_damaged: Callable[[RecordFormatError], None] | None = None,
+    ) -> Iterator[str]:
+        """Yield the JSON text of the records :meth:`records` yields, each exactly its
+        ``Record.to_json()``, in the same order and under the same rules for ``statuses``
+        and damaged records (what ``snapcache export`` writes).
+
+        A record this store wrote is not parsed: the text it stored, checked then and not
+        written since by anyone (the record summary says so), is the answer. Records written
+        otherwise (by 0.1.0, say) are parsed and written out again.
+        """
+        for _, text in passes.record_texts(self._rows, frozenset(statuses) if statuses else None):
+            if isinstance(text, RecordFormatError):
+                if on_damaged is None:
+                    raise text
+                on_damaged(text)
+                continue
+            yield text
 
     def __iter__(self) -> Iterator[Record]:
         """Yield every record, as :meth:`records` does."""
@@ -221,7 +241,7 @@ class SnapshotCache:
 
     def __len__(self) -> int:
         """Return the number of records (resources with at least one finished attempt)."""
-        return sum(1 for _ in self._rows.record_ids())
+        return self._rows.count_records()
 
     def __contains__(self, resource_id: object) -> bool:
         """True when ``resource_id`` is a string and that resource has a record."""
@@ -230,22 +250,35 @@ class SnapshotCache:
     def stats(
         self, *, on_damaged: Callable[[RecordFormatError], None] | None = None
     ) -> StoreStats:
-        """Count records per status and find the oldest and newest fetch (one pass).
+        """Count records per status and find the oldest and newest fetch.
 
-        A damaged record raises, or is handed to ``on_damaged`` and left out of the counts.
+        The record summary counts every record checked when it was written, by SQL alone;
+        only records some other writer left unchecked are read, in the same snapshot, so a
+        damaged one still raises, or is handed to ``on_damaged`` and left out of the counts.
         """
-        counts: Counter[str] = Counter()
-        fetched: list[str] = []
-        for record in self.records(on_damaged=on_damaged):
-            counts[record.status] += 1
-            if record.fetched_at:
-                fetched.append(record.fetched_at)
-        return StoreStats(
-            records=sum(counts.values()),
-            outcomes=dict(sorted(counts.items())),
-            oldest_fetch=min(fetched) if fetched else None,
-            newest_fetch=max(fetched) if fetched else None,
-        )
+        with self._rows.snapshot():
+            summary = self._rows.summary()
+            if summary.rows != self._rows.count_records():
+                # Only a hand edit of the summary (rows deleted) makes it miss a record:
+                # the triggers keep one row per record. It cannot be trusted to name every
+                # record then, so every record is read.
+                return _count(self.records(on_damaged=on_damaged))
+            counts: Counter[str] = Counter(summary.outcomes)
+            fetched = [f for f in (summary.oldest_fetch, summary.newest_fetch) if f]
+            for key in summary.unchecked:
+                try:
+                    record = self._rows.record(key[len(REC) :])
+                except RecordFormatError as exc:
+                    if on_damaged is None:
+                        raise
+                    on_damaged(exc)
+                    continue
+                if record is None:
+                    continue
+                counts[record.status] += 1
+                if record.fetched_at:
+                    fetched.append(record.fetched_at)
+        return _stats(counts, fetched)
 
     # ---------------------------------------------------------------------------------------
     # Writes (each one transaction)
@@ -347,7 +380,7 @@ class SnapshotCache:
                 self._rows.set(IDENT + rid, ident.to_json())
             self._rows.set(SID + stored.stable_id, dumps(rid))
             self._rows.set(URL + url_key(stored.url), dumps(rid))
-            self._rows.set(REC + rid, record_json)
+            self._rows.set_record(rid, stored, record_json)
             if result.replaced_capture:
                 if text is None:
                     self._rows.delete(TEXT + rid)
@@ -388,7 +421,7 @@ class SnapshotCache:
             history_json = (
                 None if history_entry is None else self._history_with(resource_id, history_entry)
             )
-            self._rows.set(REC + resource_id, record_json)
+            self._rows.set_record(resource_id, updated, record_json)
             if history_json is not None:
                 self._rows.set(HIST + resource_id, history_json)
             return updated
@@ -424,7 +457,7 @@ class SnapshotCache:
                 url=new_key,
                 created_at=ident.created_at if ident is not None else record.created_at,
             )
-            self._rows.set(REC + rid, validated_json(moved))
+            self._rows.set_record(rid, moved, validated_json(moved))
             self._rows.set(IDENT + rid, ident.to_json())
             self._rows.set(URL + new_key, dumps(rid))
             self._rows.set(URL + current, dumps(rid))
@@ -476,6 +509,27 @@ class SnapshotCache:
                 requested=sid,
                 other_resource_id=owner,
             )
+
+
+def _count(records: Iterator[Record]) -> StoreStats:
+    """Stats of ``records``, read one by one."""
+    counts: Counter[str] = Counter()
+    fetched: list[str] = []
+    for record in records:
+        counts[record.status] += 1
+        if record.fetched_at:
+            fetched.append(record.fetched_at)
+    return _stats(counts, fetched)
+
+
+def _stats(counts: Counter[str], fetched: list[str]) -> StoreStats:
+    """Stats of records counted per status, with some of their fetch times."""
+    return StoreStats(
+        records=sum(counts.values()),
+        outcomes=dict(sorted(counts.items())),
+        oldest_fetch=min(fetched) if fetched else None,
+        newest_fetch=max(fetched) if fetched else None,
+    )
 
 
 def _check_entry(entry: Mapping[str, object]) -> None:

@@ -24,7 +24,7 @@ from .contract import HistoryEntry, Store
 from .errors import CacheError, StableIdConflictError
 from .identity import check_resource_id, check_stable_id, url_key, validated_json
 from .records import Record
-from .rows import ALIAS, HIST, IDENT, REC, SID, TEXT, URL, Identity, Rows, dumps, prepare_directory
+from .rows import ALIAS, HIST, IDENT, SID, TEXT, URL, Identity, Rows, dumps, prepare_directory
 from .store import DEFAULT_TIMEOUT
 
 __all__ = [
@@ -185,7 +185,7 @@ class DiskcacheImporter:
                 self._rows.set(ALIAS + rid, dumps(aliases))
             else:
                 self._rows.delete(ALIAS + rid)
-            self._rows.set(REC + rid, record_json)
+            self._rows.set_record(rid, record, record_json)
             if dump.text is None:
                 self._rows.delete(TEXT + rid)
             else:

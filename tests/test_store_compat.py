@@ -112,6 +112,37 @@ def test_stats_of_the_old_store(old_store: Path) -> None:
         )
 
 
+def test_opening_builds_the_record_summary_once_and_stats_then_parses_no_record(
+    old_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def tables(folder: Path) -> set[str]:
+        with sqlite3.connect(folder / "cache.db") as con:
+            names = {name for (name,) in con.execute("SELECT name FROM sqlite_master")}
+        con.close()
+        return names
+
+    assert not any(name.startswith("snapcache_") for name in tables(old_store))  # 0.1.0 has none
+    SnapshotCache(old_store).close()
+    assert {"snapcache_summary", "snapcache_summary_insert"} <= tables(old_store)
+    with sqlite3.connect(old_store / "cache.db") as con:
+        summary = con.execute("SELECT key, status, checked > 0 FROM snapcache_summary").fetchall()
+    con.close()
+    assert sorted(summary) == sorted(
+        (f"rec:{rid}", e["record"]["status"], 1) for rid, e in EXPECTED.items()
+    )
+    parsed: list[object] = []
+    original = Record.from_json.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(Record, "from_json", classmethod(
+        lambda cls, text: parsed.append(text) or original(cls, text)))
+    with SnapshotCache(old_store) as store:
+        assert store.stats().records == len(EXPECTED)
+    assert parsed == []
+    with SnapshotCache(old_store) as store:  # what export writes of 0.1.0's records
+        assert list(store.record_texts()) == [
+            Record.from_json_dict(EXPECTED[rid]["record"]).to_json() for rid in sorted(EXPECTED)
+        ]
+
+
 def test_opening_and_reading_changes_no_stored_row(old_store: Path, tmp_path: Path) -> None:
     pristine = tmp_path / "pristine"
     shutil.copytree(STORE, pristine)

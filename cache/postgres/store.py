@@ -302,16 +302,20 @@ class PostgresStore:
         ``on_damaged``, be reported and left out), not vanish.
         """
         counts: Counter[str] = Counter()
-        fetched: list[str] = []
+        oldest: str | None = None
+        newest: str | None = None
+        # The oldest and newest fetch as they go: memory stays flat however many records.
         for record in self.records(on_damaged=on_damaged):
             counts[record.status] += 1
-            if record.fetched_at:
-                fetched.append(record.fetched_at)
+            fetched = record.fetched_at
+            if fetched:
+                oldest = fetched if oldest is None or fetched < oldest else oldest
+                newest = fetched if newest is None or fetched > newest else newest
         return StoreStats(
             records=sum(counts.values()),
             outcomes=dict(sorted(counts.items())),
-            oldest_fetch=min(fetched) if fetched else None,
-            newest_fetch=max(fetched) if fetched else None,
+            oldest_fetch=oldest,
+            newest_fetch=newest,
         )
 
     # ---------------------------------------------------------------------------------------

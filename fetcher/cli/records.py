@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import stat
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+from snapcache.cache import SnapshotCache
 from snapcache.cache.files import is_temp_name
 from snapcache.cache.records import FIELD_ORDER
 
@@ -61,8 +63,16 @@ def _write_export(fetcher: Fetcher, fh: IO[str], fmt: str, statuses: Iterable[st
             data = record.to_json_dict()
             writer.writerow([_csv_value(data[name]) for name in FIELD_ORDER])
     else:
-        for record in select_records(fetcher, statuses):
-            fh.write(record.to_json() + "\n")
+        cache = fetcher.cache
+        # The diskcache store hands out the stored text of the records it wrote, unparsed:
+        # the same lines, at a fraction of the cost (exports of 100,000 records).
+        lines = (
+            cache.record_texts(statuses=set(statuses) or None, on_damaged=report_damaged)
+            if isinstance(cache, SnapshotCache)
+            else (record.to_json() for record in select_records(fetcher, statuses))
+        )
+        for line in lines:
+            fh.write(line + "\n")
 
 
 #: The fields ``list`` shows, in order (``--json`` uses these names).
@@ -79,27 +89,31 @@ LIST_FIELDS: tuple[str, ...] = (
 @click.pass_context
 def list_records(ctx: click.Context, statuses: tuple[str, ...], as_json: bool) -> None:
     """List records: a table on a terminal, tab-separated lines otherwise."""
+    header: tuple[str, ...] = ("resource_id", "stable_id", "status", "captured", "title", "url")
     fetcher = open_fetcher(ctx)
     try:
         # Only the listed fields: a whole record holds a preview of up to 3,000 characters.
-        records = [{k: getattr(r, k) for k in LIST_FIELDS}
-                   for r in select_records(fetcher, statuses)]
+        records = ({k: getattr(r, k) for k in LIST_FIELDS}
+                   for r in select_records(fetcher, statuses))
+        if as_json:
+            _write_lines(json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+                         for data in records)
+            return
+        rows = (
+            (data["resource_id"], data["stable_id"], str(data["status"]),
+             data["capture_timestamp"] or "-", clean(data["title"] or "")[:60],
+             clean(data["url"]))
+            for data in records
+        )
+        if sys.stdout.isatty():
+            # A table sizes its columns from every row, so it waits for the last one.
+            _print_table(header, list(rows))
+            return
+        # Lines go out as records are read: the first at once, and memory stays flat
+        # however many records there are.
+        _write_lines("\t".join(row) for row in itertools.chain([header], rows))
     finally:
         fetcher.close()
-    if as_json:
-        _write_lines(json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-                     for data in records)
-        return
-    rows: list[tuple[str, ...]] = [
-        (data["resource_id"], data["stable_id"], str(data["status"]),
-         data["capture_timestamp"] or "-", clean(data["title"] or "")[:60], clean(data["url"]))
-        for data in records
-    ]
-    header: tuple[str, ...] = ("resource_id", "stable_id", "status", "captured", "title", "url")
-    if sys.stdout.isatty():
-        _print_table(header, rows)
-        return
-    _write_lines("\t".join(row) for row in (header, *rows))
 
 
 def _write_lines(lines: Iterable[str]) -> None:
