@@ -22,8 +22,8 @@ from snapcache.cache.records import STATUSES, Record, RecordFormatError
 
 from ..api import Fetcher
 from ..config import Config
+from ..display import clean
 from ..errors import SnapcacheError, StateFileError
-from ..extract import sanitize_text
 from ..runner import Verdict
 
 EXIT_OK: Final = 0
@@ -54,13 +54,6 @@ DAMAGED_SKIPPED: Final = "snapcache.damaged_skipped"
 def exit_code_for(verdict: Verdict) -> int:
     """The exit code for how a run ended: 0 ok, 1 failed, 75 deferred, 130/143 signals."""
     return _VERDICT_EXIT_CODES[verdict]
-
-
-def clean(value: object) -> str:
-    """``value`` as text safe for a terminal (control characters removed; None is "")."""
-    # Everything shown in a terminal passes here: titles and previews come from hostile
-    # documents, URLs and errors from the archive.
-    return sanitize_text(str(value)) if value is not None else ""
 
 
 def die(message: str, code: int = EXIT_USAGE) -> NoReturn:

@@ -5,48 +5,15 @@ formats. Everything from a record passes :func:`~snapcache.cli.common.clean` fir
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
-from datetime import datetime
 from typing import Final
 
 import click
 from snapcache.cache.records import Record
-from snapcache.cache.times import parse_iso, parse_timestamp14
 
+from ..display import clean, human_iso, human_size, human_timestamp
 from ..extract import sanitize_text
-from .common import clean
 
 PREVIEW_EXCERPT: Final = 700
-
-
-def human_size(size: int | None) -> str:
-    """Bytes as B, KB or MB (1024-based, one decimal), for the card."""
-    if size is None:
-        return "size unknown"
-    if size < 1024:
-        return f"{size} B"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KB"
-    return f"{size / (1024 * 1024):.1f} MB"
-
-
-def _human(text: str, parse: Callable[[str], datetime]) -> str:
-    # A stored time that does not parse is shown as it is rather than hidden.
-    try:
-        dt = parse(text)
-    except ValueError:
-        return text
-    return f"{dt:%b} {dt.day}, {dt:%Y %H:%M} UTC"
-
-
-def human_timestamp(ts: str | None) -> str:
-    """A 14-digit archive timestamp as ``Apr 8, 2026 19:43 UTC``."""
-    return _human(ts, parse_timestamp14) if ts else "unknown"
-
-
-def human_iso(iso: str | None) -> str:
-    """An ISO 8601 UTC time as ``Nov 29, 2026 11:27 UTC``."""
-    return _human(iso, parse_iso) if iso else "never"
 
 
 def render_card(record: Record) -> str:

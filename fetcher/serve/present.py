@@ -1,28 +1,22 @@
 """How the dashboard shows a record: the rows of the CLI's card (``snapcache show``), with
 the same labels, values and formats, as data for the HTML templates.
 
-The formats copy :mod:`snapcache.cli.render` (the server may not import the CLI);
-``tests/test_serve_dashboard.py`` checks that both give the same text for the same record.
+The formats come from :mod:`snapcache.display`, which the CLI's card uses too (the server
+may not import the CLI); ``tests/test_serve_dashboard.py`` checks that both give the same
+text for the same record.
 Every value passes :func:`clean`, and the templates escape it again for HTML.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from urllib.parse import urlsplit
 
-from snapcache.cache import Record, parse_iso, parse_timestamp14
-from snapcache.extract import sanitize_text
+from snapcache.cache import Record
+from snapcache.display import clean, human_iso, human_size, human_timestamp
 
 __all__ = ["CardRow", "card_rows", "clean", "human_iso", "human_size", "human_timestamp",
            "safe_href", "title_of"]
-
-
-def clean(value: object) -> str:
-    """``value`` as text without control characters or escape sequences (None is "")."""
-    return sanitize_text(str(value)) if value is not None else ""
 
 
 def safe_href(url: str | None) -> str | None:
@@ -35,35 +29,6 @@ def safe_href(url: str | None) -> str | None:
     except ValueError:
         return None
     return url if scheme in ("http", "https") else None
-
-
-def human_size(size: int | None) -> str:
-    """Bytes as B, KB or MB (1024-based, one decimal), as on the card."""
-    if size is None:
-        return "size unknown"
-    if size < 1024:
-        return f"{size} B"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KB"
-    return f"{size / (1024 * 1024):.1f} MB"
-
-
-def _human(text: str, parse: Callable[[str], datetime]) -> str:
-    try:
-        dt = parse(text)
-    except ValueError:
-        return text
-    return f"{dt:%b} {dt.day}, {dt:%Y %H:%M} UTC"
-
-
-def human_timestamp(ts: str | None) -> str:
-    """A 14-digit archive timestamp as ``Apr 8, 2026 19:43 UTC``."""
-    return _human(ts, parse_timestamp14) if ts else "unknown"
-
-
-def human_iso(iso: str | None) -> str:
-    """An ISO 8601 UTC time as ``Nov 29, 2026 11:27 UTC``."""
-    return _human(iso, parse_iso) if iso else "never"
 
 
 def title_of(record: Record) -> str:
