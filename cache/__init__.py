@@ -26,6 +26,8 @@ from .policy import (
     MergeResult,
     TTLs,
     freshness,
+    holds_capture,
+    is_confirmation,
     merge,
 )
 from .records import FIELD_ORDER, SCHEMA_VERSION, Record, RecordFormatError, Status
@@ -67,6 +69,8 @@ __all__ = [
     "UnsafeCacheEntryError",
     "UnsafeLocationError",
     "freshness",
+    "holds_capture",
+    "is_confirmation",
     "merge",
     "parse_iso",
     "parse_timestamp14",

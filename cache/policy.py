@@ -31,6 +31,8 @@ __all__ = [
     "MergeResult",
     "TTLs",
     "freshness",
+    "holds_capture",
+    "is_confirmation",
     "merge",
 ]
 
@@ -159,6 +161,8 @@ CAPTURE_FIELDS: Final[tuple[str, ...]] = (
     "sha256",
     "body_truncated",
     "preview_note",
+    "last_confirmed_at",
+    "extractor_version",
 )
 
 #: About the latest attempt, whatever it produced.
@@ -192,7 +196,14 @@ def merge(old: Record | None, new: Record) -> MergeResult:
     * a final non-ok outcome over a good (``ok``) record keeps the good capture and reports
       the outcome in ``error`` (the archive sometimes loses or hides captures, and a good
       preview must not vanish); over anything else it replaces the capture;
-    * ``error`` (transient) keeps the stored capture and sets ``error``.
+    * ``error`` (transient) keeps the stored capture and sets ``error``;
+    * a *confirmation* (an ``ok`` attempt with ``last_confirmed_at`` set and no
+      ``fetched_at``: the archive named the stored capture and nothing was downloaded)
+      keeps every capture field but ``redirects`` (the replay URLs walked to it this time)
+      and sets ``last_confirmed_at``. It carries no content, so
+      it can never replace a capture: if the stored record no longer holds the capture it
+      confirmed (another process stored a newer one meanwhile, or there is no record),
+      only the attempt is counted.
 
     Raises ``ValueError`` if the two records are not for the same resource.
     """
@@ -201,6 +212,8 @@ def merge(old: Record | None, new: Record) -> MergeResult:
             f"cannot merge an attempt for {new.resource_id} into record {old.resource_id}"
         )
     outcome = new.status
+    if is_confirmation(new):
+        return _confirm(old, new)
     if old is None:
         # First sight: the attempt is the record, whatever it produced, so that even a
         # failure leaves something to show and a time to judge freshness by.
@@ -235,6 +248,50 @@ def merge(old: Record | None, new: Record) -> MergeResult:
         schema_version=SCHEMA_VERSION,
     )
     return MergeResult(Record(**values), replaced)
+
+
+def is_confirmation(attempt: Record) -> bool:
+    """Whether ``attempt`` confirms a stored capture instead of carrying one (see
+    :func:`merge`)."""
+    return (attempt.status == "ok" and attempt.last_confirmed_at is not None
+            and attempt.fetched_at is None)
+
+
+def holds_capture(record: Record, capture_timestamp: str | None,
+                  original_url: str | None) -> bool:
+    """Whether ``record`` is a good record of exactly that capture."""
+    return (record.status == "ok" and capture_timestamp is not None
+            and record.capture_timestamp == capture_timestamp
+            and record.original_url == original_url)
+
+
+def _confirm(old: Record | None, new: Record) -> MergeResult:
+    if old is None:
+        # Nothing to confirm (the record went away meanwhile). A confirmation holds no
+        # content, so it becomes a transient error with no capture: retried after the error
+        # TTL, in full, since no record is left to confirm.
+        empty = Record(new.resource_id, new.stable_id, new.url)
+        values = {name: getattr(empty, name) for name in CAPTURE_FIELDS}
+        values.update(redirects=[], status="error")
+        record = replace(
+            new, **values, last_outcome="error", attempts=1,
+            error="the stored capture this attempt confirmed is gone; fetch again",
+            created_at=new.created_at or new.last_attempt_at, schema_version=SCHEMA_VERSION,
+        )
+        return MergeResult(record, True)
+    confirmed = holds_capture(old, new.capture_timestamp, new.original_url)
+    record = replace(
+        old,
+        # The chain walked this time led to the same capture: it is the current one.
+        redirects=list(new.redirects if confirmed else old.redirects),
+        error=None if confirmed else old.error,
+        last_attempt_at=new.last_attempt_at,
+        attempts=old.attempts + 1,
+        last_outcome="ok" if confirmed else old.last_outcome,
+        last_confirmed_at=new.last_confirmed_at if confirmed else old.last_confirmed_at,
+        schema_version=SCHEMA_VERSION,
+    )
+    return MergeResult(record, False)
 
 
 def _error_text(new: Record) -> str | None:

@@ -69,6 +69,11 @@ class Record:
     save_job_id: str | None = None
     save_requested_at: str | None = None
     save_status: str | None = None
+    # Refresh: when the archive last showed, without a download, that the stored capture is
+    # still the one to keep; and the extractor version that made the preview (None: made
+    # before versions were recorded, so by an older extractor).
+    last_confirmed_at: str | None = None
+    extractor_version: int | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -149,6 +154,7 @@ _FIELD_VALUES: Final = attrgetter(*FIELD_ORDER)
 _KNOWN_FIELDS: Final = frozenset(FIELD_ORDER)
 _TYPED_FIELDS: Final[dict[str, tuple[type, ...]]] = {
     "archived_status": (int, type(None)),
+    "extractor_version": (int, type(None)),
     "content_length": (int, type(None)),
     "text_length": (int,),
     "attempts": (int,),

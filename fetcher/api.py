@@ -150,12 +150,14 @@ class AsyncFetcher:
         worker = Worker(self._engine, queue, chosen, control=control, on_result=on_result)
         return await worker.run()
 
-    def plan(self, url: str, at: str | None = None, force: bool = False) -> Plan:
+    def plan(
+        self, url: str, at: str | None = None, force: bool = False, *, full: bool = False
+    ) -> Plan:
         """Decide from the store alone, on the caller's thread, whether ``url`` needs
         fetching and why (see :meth:`~snapcache.protocols.FetchEngine.plan`)."""
         if self._closed:
             raise FetcherClosedError("this fetcher is closed; make a new one")
-        return self._engine.plan(url, at, force)
+        return self._engine.plan(url, at, force, full=full)
 
     async def attempt(self, plan: Plan) -> Record:
         """Fetch and store a planned URL, fresh or not (:meth:`plan` then this is
@@ -163,17 +165,22 @@ class AsyncFetcher:
         self._check()
         return await self._engine.attempt(plan)
 
-    async def fetch(self, url: str, at: str | None = None, force: bool = False) -> Record:
+    async def fetch(
+        self, url: str, at: str | None = None, force: bool = False, *, full: bool = False
+    ) -> Record:
         """Return the record for ``url``: from the store when fresh (no request at all),
         else resolved and fetched anew. ``at`` (YYYYMMDD[hhmmss]) asks for the capture
-        closest to that time. Never raises for archive failures: they are recorded on the
-        record (``status`` "error", or ``error`` beside a kept good capture). Raises
-        :class:`~snapcache.errors.InputError` for a URL or timestamp that is not usable, and
-        :class:`~snapcache.errors.DeferredError` when the archive has paused us for longer
-        than ``rates.max_wait`` (nothing is stored then: try later).
+        closest to that time. A stale good record whose capture is still the newest is
+        only confirmed (one request, no body; ``last_confirmed_at``); ``full`` fetches it
+        in full anyway (and implies ``force``). Never raises for archive failures: they
+        are recorded on the record (``status`` "error", or ``error`` beside a kept good
+        capture). Raises :class:`~snapcache.errors.InputError` for a URL or timestamp
+        that is not usable, and :class:`~snapcache.errors.DeferredError` when the archive
+        has paused us for longer than ``rates.max_wait`` (nothing is stored then: try
+        later).
         """
         self._check()
-        plan = self._engine.plan(url, at, force)
+        plan = self._engine.plan(url, at, force, full=full)
         if not plan.due and plan.existing is not None:
             return plan.existing
         return await self._engine.attempt(plan)
@@ -185,6 +192,7 @@ class AsyncFetcher:
         at: str | None = None,
         force: bool = False,
         concurrency: int = 4,
+        full: bool = False,
     ) -> list[Record | SnapcacheError]:
         """Fetch several URLs with bounded concurrency, in input order. A URL that cannot
         be used gives its :class:`SnapcacheError` in its place instead of a record."""
@@ -194,7 +202,7 @@ class AsyncFetcher:
         async def one(u: str) -> Record | SnapcacheError:
             async with gate:
                 try:
-                    return await self.fetch(u, at=at, force=force)
+                    return await self.fetch(u, at=at, force=force, full=full)
                 except SnapcacheError as exc:
                     return exc
 
@@ -215,6 +223,7 @@ class AsyncFetcher:
         runner = Runner(
             self._engine, policy,
             force=options.get("force", False),
+            full=options.get("full", False),
             dry_run=dry_run,
             on_result=options.get("on_result"),
             control=options.get("control"),
@@ -324,23 +333,26 @@ class Fetcher:
         """See :meth:`AsyncFetcher.rate_limits`."""
         return self._async.rate_limits()
 
-    def fetch(self, url: str, at: str | None = None, force: bool = False) -> Record:
+    def fetch(
+        self, url: str, at: str | None = None, force: bool = False, *, full: bool = False
+    ) -> Record:
         """See :meth:`AsyncFetcher.fetch`. A fresh record is answered on the caller's
         thread, without waking the engine's loop (a store read takes microseconds)."""
         if self._loop.is_closed():
             raise FetcherClosedError("this fetcher is closed; make a new one")
-        plan = self._async.plan(url, at, force)
+        plan = self._async.plan(url, at, force, full=full)
         if not plan.due and plan.existing is not None:
             return plan.existing
         return self._call(self._async.attempt(plan))
 
     def fetch_many(
         self, urls: Iterable[str], *, at: str | None = None, force: bool = False,
-        concurrency: int = 4,
+        concurrency: int = 4, full: bool = False,
     ) -> list[Record | SnapcacheError]:
         """See :meth:`AsyncFetcher.fetch_many`."""
         return self._call(
-            self._async.fetch_many(list(urls), at=at, force=force, concurrency=concurrency)
+            self._async.fetch_many(list(urls), at=at, force=force, concurrency=concurrency,
+                                   full=full)
         )
 
     def run(self, sources: Sources, **options: Unpack[RunOptions]) -> RunSummary:

@@ -18,12 +18,18 @@ from snapcache.cache.records import Status
 from .capture import (
     Hop,
     HopKind,
+    KnownCapture,
     Walk,
     WalkEnd,
     best_outcome,
     classify_playback,
     earlier_capture,
+    is_known_capture,
+    link_original,
+    memento_timestamp,
     pywb_redirect_replay,
+    replay_original,
+    replay_parts,
 )
 from .cdx import CDX_FIELDS, CdxRow, body_lines, choose_captures, iter_cdx, iter_pywb_cdx
 from .config import ArchiveEntry, Config
@@ -70,6 +76,9 @@ class Resolution:
     cdx_queries: int = 0
     archive: str | None = None
     """The configured name of the archive that gave this result."""
+    confirmed: bool = False
+    """A refresh found that the capture to keep is the one the stored record holds: the
+    capture fields name it, and nothing was downloaded (``response`` is None)."""
 
 
 def original_from_replay_url(url: str, prefix: str | None = None) -> str | None:
@@ -137,12 +146,19 @@ class WaybackArchive:
         """The original URL inside one of this archive's replay URLs."""
         return original_from_replay_url(url, self.prefix)
 
-    async def _hop(self, url: str) -> tuple[Hop, Response]:
+    async def _hop(self, url: str, known: KnownCapture | None = None) -> tuple[Hop, Response]:
         def want_body(status: int, headers: dict[str, str]) -> int:
             # Only a 2xx capture's body is worth reading in full. A 200 or 403 that is not a
             # capture may be the exclusion page, whose telling sentence sits ~56 KB in (REC
             # test_get_memento_raises_blocked_error); anything else needs its head at most.
             if "memento-datetime" in headers:
+                if known is not None and is_known_capture(
+                    memento_timestamp(headers["memento-datetime"]),
+                    link_original(headers.get("link")) or replay_original(
+                        url, self.replay_paths), known):
+                    # pywb answers an inexact time with the capture itself: when its
+                    # headers name the stored capture, its body is not read at all.
+                    return 0
                 return FULL if 200 <= status < 300 else 0
             return ERROR_PAGE_BYTES if status in (200, 403) else HEAD_BYTES
 
@@ -178,22 +194,43 @@ class WaybackArchive:
                 f"{clean_text(str(exc), 200)}) for {url}") from exc
         return hop
 
-    async def walk(self, start: str, original: str | None = None) -> tuple[Walk, Response | None]:
+    async def walk(
+        self, start: str, original: str | None = None, known: KnownCapture | None = None
+    ) -> tuple[Walk, Response | None]:
         """Follow a playback chain by hand from ``start``, a replay URL of ``original``;
         return the walk and, when it ended on a 2xx capture of ``original`` (or of a URL an
-        archived redirect led to), that capture's response (body read)."""
+        archived redirect led to), that capture's response (body read).
+
+        With ``known`` (a refresh: the capture the stored record holds), a walk that
+        followed no archived redirect stops where it would request that capture, or on an
+        answer whose headers name it (its body unread): it ends
+        :attr:`WalkEnd.CONFIRMED` with no response."""
         walk = Walk(start, self.allowed, self.config.archive.max_redirects,
                     replay_paths=self.replay_paths, scheme=self.scheme, original=original)
         url: str | None = start
         final: Response | None = None
         while url is not None:
-            hop, response = await self.transport.retrying(functools.partial(self._hop, url))
+            if known is not None and walk.hops and walk.may_confirm and self._names(url, known):
+                walk.confirm(url)  # the nearest capture is the stored one: not fetched
+                break
+            hop, response = await self.transport.retrying(
+                functools.partial(self._hop, url, known if walk.may_confirm else None))
             url = walk.step(hop)
-            if url is None and walk.good:
+            if (url is None and walk.good and walk.may_confirm
+                    and is_known_capture(hop.timestamp, hop.original
+                                         or replay_original(hop.url, self.replay_paths), known)):
+                walk.confirm()
+                response.discard()
+            elif url is None and walk.good:
                 final = response
             else:
                 response.discard()
         return walk, final
+
+    def _names(self, url: str, known: KnownCapture) -> bool:
+        """Whether ``url`` is this archive's replay URL of the ``known`` capture."""
+        parts = replay_parts(url, self.replay_paths)
+        return parts is not None and is_known_capture(parts[0], parts[1], known)
 
     def _cdx_params(self, url: str, at: str | None) -> dict[str, str]:
         if self.entry.dialect == "pywb":
@@ -282,15 +319,23 @@ class WaybackArchive:
             response=response,
         )
 
-    async def resolve(self, url: str, at: str | None) -> Resolution:
+    async def resolve(
+        self, url: str, at: str | None, known: KnownCapture | None = None
+    ) -> Resolution:
         """Resolve ``url`` to its newest good capture (or the one closest to ``at``).
 
         Playback first (its budget is 20 times the CDX's); one CDX query only when playback
         did not land on a 2xx capture. Raises :class:`TransientError` when the archive could
         not be reached within the retry budget.
+
+        With ``known``, the good capture the stored record holds (a refresh), resolution
+        stops as soon as the archive names that capture as the one to use, without
+        fetching it: the result is ``confirmed``.
         """
         requested = at or timestamp_now()
-        first, response = await self.walk(self.replay_url(requested, url), url)
+        first, response = await self.walk(self.replay_url(requested, url), url, known)
+        if first.end is WalkEnd.CONFIRMED and known is not None:
+            return self._confirmed(known, requested, first.visited[:-1])
         if first.good and response is not None:
             return self._ok(first, response, requested)
         if first.end is WalkEnd.BLOCKED:
@@ -309,7 +354,7 @@ class WaybackArchive:
         if first.end is WalkEnd.CAPTURE and at is None:
             # The newest capture is an error capture: step back through earlier captures
             # named by its Link header, on the playback budget, before spending a CDX query.
-            found, none_earlier = await self._step_back(first, requested)
+            found, none_earlier = await self._step_back(first, requested, known)
             if found is not None:
                 return found
             if none_earlier:
@@ -325,11 +370,21 @@ class WaybackArchive:
         last: Walk | None = None
         foreign = first.refused if first.end is WalkEnd.FOREIGN else None
         for row in candidates:
+            if is_known_capture(row.timestamp, row.original, known) and known is not None:
+                # The CDX names the stored capture as the newest good one: not fetched.
+                result = self._confirmed(known, requested, list(first.visited))
+                result.cdx_queries = 1
+                return result
             try:
                 start = self.replay_url(row.timestamp, row.original)
             except DisallowedRequestError:
                 continue  # a row whose original no replay URL may hold: junk, skipped
-            walk, good = await self.walk(start, url)
+            walk, good = await self.walk(start, url, known)
+            if walk.end is WalkEnd.CONFIRMED and known is not None:
+                result = self._confirmed(known, requested,
+                                         [*first.visited, *walk.visited[:-1]])
+                result.cdx_queries = 1
+                return result
             if walk.good and good is not None:
                 result = self._ok(walk, good, requested)
                 result.redirects = [*first.visited, *result.redirects]
@@ -340,10 +395,14 @@ class WaybackArchive:
                 foreign = walk.refused
         return self._no_good_capture(first, last, requested, foreign=foreign)
 
-    async def _step_back(self, first: Walk, requested: str) -> tuple[Resolution | None, bool]:
+    async def _step_back(
+        self, first: Walk, requested: str, known: KnownCapture | None = None
+    ) -> tuple[Resolution | None, bool]:
         """Replay up to :data:`EARLIER_HOPS` earlier captures, newest first, as the Link
         headers name them. Returns an ok resolution if one is good, and whether the headers
-        showed that no earlier capture exists at all (then CDX has nothing to add)."""
+        showed that no earlier capture exists at all (then CDX has nothing to add).
+
+        An earlier capture that is ``known`` (the stored one) is confirmed, not replayed."""
         hop = first.final
         visited = list(first.visited)
         for _ in range(EARLIER_HOPS):
@@ -357,12 +416,17 @@ class WaybackArchive:
             original = self.original_from_replay(earlier.url or "") or hop.original
             if not original:
                 return None, False
+            if known is not None and first.may_confirm and is_known_capture(
+                    earlier.timestamp, original, known):
+                return self._confirmed(known, requested, visited), False
             try:
                 start = self.replay_url(earlier.timestamp, original)
             except DisallowedRequestError:
                 return None, False  # a Link header naming an unusable URL: let CDX decide
-            walk, response = await self.walk(start, first.original)
+            walk, response = await self.walk(start, first.original, known)
             visited.extend(walk.visited)
+            if walk.end is WalkEnd.CONFIRMED and known is not None:
+                return self._confirmed(known, requested, visited[:-1]), False
             if walk.good and response is not None:
                 result = self._ok(walk, response, requested)
                 result.redirects = visited[:-1]
@@ -373,6 +437,23 @@ class WaybackArchive:
                 return None, False  # the chain did not move back in time: let CDX decide
             hop = final
         return None, False
+
+    def _confirmed(
+        self, known: KnownCapture, requested: str, redirects: list[str]
+    ) -> Resolution:
+        """The resolution of a refresh that found the stored capture still the one to keep;
+        ``redirects`` are the replay URLs that led to it, as on a first fetch."""
+        archive_url, raw_url = self._record_urls(known.timestamp, known.original)
+        return Resolution(
+            status="ok",
+            requested_timestamp=requested,
+            capture_timestamp=known.timestamp,
+            original_url=known.original,
+            archive_url=archive_url,
+            raw_url=raw_url,
+            redirects=list(redirects),
+            confirmed=True,
+        )
 
     def _no_good_capture(
         self, first: Walk, last: Walk | None, requested: str, cdx_queries: int = 1,
@@ -424,8 +505,13 @@ class ArchiveChain:
     def __init__(self, config: Config, transport: Transport) -> None:
         self.archives = [WaybackArchive(config, transport, entry) for entry in config.chain]
 
-    async def resolve(self, url: str, at: str | None) -> Resolution:
+    async def resolve(
+        self, url: str, at: str | None, known: KnownCapture | None = None
+    ) -> Resolution:
         """Resolve ``url`` through the chain; the result names the archive that gave it.
+
+        ``known`` (the stored good capture, on a refresh) is offered to the archive that
+        holds it only: it may be confirmed there without a download.
 
         Raises the first :class:`DeferredError` when no archive gave a good capture and one
         of them had paused us for longer than ``max_wait``: nothing should be stored then.
@@ -436,7 +522,8 @@ class ArchiveChain:
         failures: list[tuple[str, Exception]] = []
         for archive in self.archives:
             try:
-                result = await archive.resolve(url, at)
+                mine = known if known is not None and known.archive == archive.name else None
+                result = await archive.resolve(url, at, mine)
             except DeadlineExceededError:
                 raise  # the URL's time is up: no archive of the chain gets more of it
             except (DeferredError, TransientError, ArchiveError, DisallowedHostError) as exc:

@@ -243,6 +243,41 @@ class WalkEnd(Enum):
     archived redirect of the walk led to): not this URL's capture (:attr:`Walk.refused`
     holds that other URL)."""
     UNKNOWN = "unknown"
+    CONFIRMED = "confirmed"
+    """A refresh: the walk was about to reach the capture the stored record already holds
+    (:class:`KnownCapture`), so it stopped there without fetching it again."""
+
+
+@dataclass(frozen=True, slots=True)
+class KnownCapture:
+    """The good capture a stored record holds, which a refresh may confirm unfetched."""
+
+    timestamp: str
+    """Its 14-digit time."""
+    original: str
+    """The URL it is a capture of (the record's ``original_url``)."""
+    archive: str
+    """The configured name of the archive that holds it."""
+
+
+def replay_parts(url: str, replay_paths: Sequence[str]) -> tuple[str, str] | None:
+    """``(timestamp, original)`` of a replay URL ``<origin><replay path><ts><flag>/<original>``
+    under one of ``replay_paths``; None for any other URL."""
+    original = replay_original(url, replay_paths)
+    if original is None:
+        return None
+    head = url[: len(url) - len(original)]
+    match = re.search(r"/([0-9]{1,14})(?:[a-z]{2}_)?/$", head)
+    return (match.group(1), original) if match else None
+
+
+def is_known_capture(timestamp: str | None, original: str | None,
+                     known: KnownCapture | None) -> bool:
+    """Whether a capture at ``timestamp`` of ``original`` is ``known``: the same 14-digit time
+    and the same URL by the archive's own equivalence (scheme, ``www.``, default port, case
+    of the host, order of the query)."""
+    return (known is not None and timestamp is not None and original is not None
+            and timestamp == known.timestamp and same_resource(original, known.original))
 
 
 @dataclass(slots=True)
@@ -359,6 +394,21 @@ class Walk:
             self.end = WalkEnd.TOO_MANY_HOPS
             return None
         return target
+
+    @property
+    def may_confirm(self) -> bool:
+        """Whether this walk may still end on a stored capture without fetching it: while
+        it is under way, or on the capture just answered. (A chain through archived
+        redirects is walked hop by hop as on a first fetch; only its last capture's body
+        is spared.)"""
+        return self.end in (None, WalkEnd.CAPTURE)
+
+    def confirm(self, url: str | None = None) -> None:
+        """End the walk on the stored capture: at ``url``, its replay URL, when the walk
+        was about to request it; or at the capture just answered (whose body was not read)."""
+        self.end = WalkEnd.CONFIRMED
+        if url is not None:
+            self.visited.append(url)
 
     @property
     def last_capture(self) -> Hop | None:

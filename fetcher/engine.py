@@ -17,6 +17,7 @@ from pathlib import Path
 from snapcache.cache import Record, Status, Store, TTLs, freshness, to_iso
 
 from .archive import ArchiveChain, Resolution, WaybackArchive
+from .capture import KnownCapture
 from .config import Config
 from .credentials import redact
 from .errors import (
@@ -26,7 +27,7 @@ from .errors import (
     DisallowedHostError,
     TransientError,
 )
-from .extract import Extraction, ExtractPool
+from .extract import EXTRACTOR_VERSION, Extraction, ExtractPool
 from .ids import (
     mint_stable_id,
     normalize_timestamp,
@@ -50,6 +51,24 @@ def ttls_from_config(config: Config) -> TTLs:
         archived_error=c.ttl_archived_error_days * day,
         error=c.ttl_error_hours * 3600.0,
     )
+
+
+def known_capture(record: Record | None, *, full: bool = False) -> KnownCapture | None:
+    """The capture a refresh of ``record`` may confirm instead of fetching, or None when
+    the refresh must fetch in full.
+
+    Only a good record qualifies, whose capture is complete (a capped or damaged body may
+    come whole now), whose preview the current extractor made (a record of an older
+    extractor, or of one from before versions were kept, is fetched in full once so that
+    extraction improvements reach it), and whose archive is known; ``full`` (``--full``)
+    always fetches.
+    """
+    if (full or record is None or record.status != "ok" or record.body_truncated
+            or record.extractor_version != EXTRACTOR_VERSION):
+        return None
+    if not record.capture_timestamp or not record.original_url or not record.archive:
+        return None
+    return KnownCapture(record.capture_timestamp, record.original_url, record.archive)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +163,8 @@ class Engine:
         return self.transport.stats_snapshot()
 
     def plan(
-        self, url: str, at: str | None = None, force: bool = False, *, checked: bool = False
+        self, url: str, at: str | None = None, force: bool = False, *, checked: bool = False,
+        full: bool = False,
     ) -> Plan:
         """Decide, without any request, whether ``url`` needs fetching and why.
 
@@ -175,11 +195,11 @@ class Engine:
         wanted_at = normalize_timestamp(at) if at else target.at
 
         def decided(due: bool, reason: str) -> Plan:
-            return Plan(target, wanted_at, rid, existing, due, reason, alias)
+            return Plan(target, wanted_at, rid, existing, due, reason, alias, full)
 
         if existing is None:
             return decided(True, "missing")
-        if force:
+        if force or full:
             return decided(True, "forced")
         # A record answers the question only if it was asked the same way: newest (None)
         # or closest to the same time.
@@ -213,7 +233,8 @@ class Engine:
         try:
             # One deadline over every request, hop and retry of this URL, in every archive.
             with url_deadline(self.config.archive.url_deadline):
-                resolution = await self.chain.resolve(target.original, wanted_at)
+                resolution = await self.chain.resolve(
+                    target.original, wanted_at, known_capture(plan.existing, full=plan.full))
             if resolution.response is not None:
                 extracted = await asyncio.to_thread(
                     extract_response, resolution.response, self.extractor
@@ -246,13 +267,16 @@ class Engine:
             error = redact(error, self.config.save.secrets())
         record = self._new_record(rid, sid, target.given, wanted_at, started, resolution,
                                   extracted, error)
-        entry = {
+        entry: dict[str, object] = {
             "at": record.last_attempt_at,
             "outcome": record.status,
             "capture_timestamp": record.capture_timestamp,
             "archived_status": record.archived_status,
             "error": record.error,
         }
+        if resolution is not None and resolution.confirmed and plan.existing is not None:
+            # The stored capture is still the one to keep: confirmed, not fetched.
+            entry.update(confirmed=True, archived_status=plan.existing.archived_status)
         text = extracted.text if extracted is not None else None
         return await asyncio.to_thread(
             self._store.save_attempt, record, text=text, history_entry=entry
@@ -298,6 +322,11 @@ class Engine:
         record.original_url = clean_optional(resolution.original_url, URL_CHARS)
         record.redirects = [clean_text(r, URL_CHARS) for r in resolution.redirects]
         record.preview_note = clean_optional(resolution.note)
+        if resolution.confirmed:
+            # No bytes were fetched: fetched_at stays unset, and the store keeps the stored
+            # capture's fields (see snapcache.cache.policy.merge).
+            record.last_confirmed_at = now
+            return record
         response = resolution.response
         if response is not None and extracted is not None:
             record.fetched_at = now
@@ -312,6 +341,7 @@ class Engine:
             record.preview = extracted.preview
             record.text_length = len(extracted.text)
             record.sha256 = extracted.sha256
+            record.extractor_version = EXTRACTOR_VERSION
             notes = [n for n in (response.damage, extracted.note) if n]
             record.preview_note = clean_text("; ".join(notes), NOTE_CHARS) if notes else None
         return record

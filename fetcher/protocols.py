@@ -34,6 +34,10 @@ class Plan:
     """The URL asked for, when it is an old URL (an alias) of a record since moved: the
     fetch then goes to :attr:`target`, built from the record's current URL, so the old
     URL's content never lands in the corrected record."""
+    full: bool = False
+    """Fetch the capture in full even when the stored record holds it. Without it a
+    refresh first asks which capture is the newest and, when it is the stored one, only
+    confirms it (one request, no body)."""
 
 
 class FetchEngine(Protocol):
@@ -50,12 +54,15 @@ class FetchEngine(Protocol):
         ...
 
     def plan(
-        self, url: str, at: str | None = None, force: bool = False, *, checked: bool = False
+        self, url: str, at: str | None = None, force: bool = False, *, checked: bool = False,
+        full: bool = False,
     ) -> Plan:
         """Decide from the store alone whether ``url`` needs fetching, and why.
 
         Raises :class:`~snapcache.errors.InputError` for an unusable URL or timestamp.
-        ``checked`` says the URL already passed :func:`~snapcache.ids.check_url`.
+        ``checked`` says the URL already passed :func:`~snapcache.ids.check_url`; ``full``
+        asks for a full fetch, never a confirmation of the stored capture
+        (:attr:`Plan.full`).
         """
         ...
 

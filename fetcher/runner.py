@@ -74,6 +74,9 @@ class RunSummary:
     """Attempts that stored a first record with an outcome (not an error)."""
     refreshed: int = 0
     """Attempts that gave an existing record a new outcome (not an error)."""
+    confirmed: int = 0
+    """Of :attr:`refreshed`, those that found the stored capture still the newest and only
+    confirmed it (one request, no body; the record's ``last_confirmed_at``)."""
     failed: int = 0
     """Attempts that ended in an error (recorded beside the record, or not stored)."""
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -115,6 +118,7 @@ class RunSummary:
             "would_fetch": self.would_fetch,
             "new": self.new,
             "refreshed": self.refreshed,
+            "confirmed": self.confirmed,
             "failed": self.failed,
             "outcomes": dict(sorted(self.outcomes.items())),
             "deferred": self.deferred,
@@ -221,6 +225,9 @@ class RunOptions(TypedDict, total=False):
     """Force the source list's format (default: detected)."""
     force: bool
     """Fetch every URL, fresh or not."""
+    full: bool
+    """Fetch every URL in full, fresh or not, even where the stored capture is still the
+    newest (without it a refresh only confirms an unchanged capture: one request, no body)."""
     dry_run: bool
     """Report what would be fetched and why; send no request."""
     concurrency: int | None
@@ -257,10 +264,12 @@ class Runner:
         control: RunControl | None = None,
         save: SaveOptions | None = None,
         saver: Saver | None = None,
+        full: bool = False,
     ) -> None:
         self.engine = engine
         self.policy = policy
         self.force = force
+        self.full = full
         self.dry_run = dry_run
         self.on_result = on_result
         self.control = control or RunControl()
@@ -328,7 +337,8 @@ class Runner:
             self.emit(RunEvent("deferred", item.line, item.url, reason=s.deferred_reason or ""))
             return None
         try:
-            plan = self.engine.plan(item.url, item.at, self.force, checked=True)
+            plan = self.engine.plan(item.url, item.at, self.force, checked=True,
+                                    full=self.full)
         except InputError as exc:
             s.invalid += 1
             self.emit(RunEvent("invalid", item.line, item.url, reason=str(exc)))
@@ -454,6 +464,9 @@ class Runner:
             s.new += 1
         else:
             s.refreshed += 1
+            if record.last_confirmed_at is not None and (
+                    record.last_confirmed_at == record.last_attempt_at):
+                s.confirmed += 1
         self.trip(self.breaker.record(outcome == "error", record.error))
         self.emit(self.event("fetched", item, plan, record))
         return True

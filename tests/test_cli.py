@@ -84,6 +84,12 @@ def test_fetch_json_has_every_documented_field_and_a_rerun_makes_no_request(
     assert sum(emulator.counts.values()) == 0
     forced = run("--config", str(cfg), "fetch", "--json", "--force", NTIA_URL)
     assert json.loads(forced.stdout)["stable_id"] == record["stable_id"]
+    # Unchanged: the nearest-capture redirect names the stored capture, so it is confirmed.
+    assert emulator.counts["playback"] == 1
+    assert json.loads(forced.stdout)["last_confirmed_at"] is not None
+    emulator.reset_counters()
+    full = run("--config", str(cfg), "fetch", "--json", "--full", NTIA_URL)
+    assert json.loads(full.stdout)["last_confirmed_at"] is None
     assert emulator.counts["playback"] == 2
 
 

@@ -72,10 +72,18 @@ def test_a_fresh_record_costs_zero_requests_and_force_refetches_keeping_the_stab
     again = fetcher.fetch(NTIA_URL)
     assert sum(emulator.counts.values()) == 0
     assert again == first
+    # Forced, the capture is still the newest: the archive's redirect names it, so it is
+    # confirmed with that one request and not downloaded again.
     forced = fetcher.fetch(NTIA_URL, force=True)
-    assert emulator.counts.get("playback", 0) == 2
+    assert emulator.counts.get("playback", 0) == 1
     assert forced.stable_id == first.stable_id
     assert forced.attempts == 2
+    assert forced.fetched_at == first.fetched_at and forced.last_confirmed_at is not None
+    emulator.reset_counters()
+    full = fetcher.fetch(NTIA_URL, full=True)
+    assert emulator.counts.get("playback", 0) == 2
+    assert full.attempts == 3 and full.stable_id == first.stable_id
+    assert full.last_confirmed_at is None and full.fetched_at is not None
 
 
 def test_a_failed_fetch_after_a_good_one_keeps_the_good_record_with_the_error_beside_it(

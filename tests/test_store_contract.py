@@ -236,6 +236,45 @@ def test_ok_attempt_replaces_capture_and_text_and_clears_the_error(store: Store)
     assert store.get_text(rid(NTIA)) == "new text"
 
 
+def confirmation(url: str, capture_timestamp: str = "20260408194323") -> Any:
+    """An attempt that confirmed a stored capture (no bytes fetched), as the engine builds it."""
+    return attempt(url, "ok", fetched_at=None, content_type=None, content_length=None,
+                   title=None, preview="", text_length=0, original_url=url,
+                   capture_timestamp=capture_timestamp, last_confirmed_at="2026-12-07T01:02:03Z")
+
+
+def test_a_confirmation_keeps_the_capture_and_its_text_and_sets_last_confirmed_at(
+    store: Store
+) -> None:
+    good = store.save_attempt(attempt(NTIA, "ok", original_url=NTIA), text="full text",
+                              history_entry={})
+    store.save_attempt(attempt(NTIA, "error", error="timeout"), text=None, history_entry={})
+    stored = store.save_attempt(confirmation(NTIA), text=None,
+                                history_entry={"outcome": "ok", "confirmed": True})
+    for name in ("capture_timestamp", "fetched_at", "title", "preview", "content_length",
+                 "text_length", "content_type", "archived_status", "stable_id"):
+        assert getattr(stored, name) == getattr(good, name), name
+    assert stored.last_confirmed_at == "2026-12-07T01:02:03Z"
+    assert stored.error is None and stored.last_outcome == "ok" and stored.attempts == 3
+    assert store.get_text(rid(NTIA)) == "full text"
+    assert store.history(rid(NTIA))[-1]["confirmed"] is True
+    assert store.get(rid(NTIA)) == stored
+
+
+def test_a_confirmation_of_a_capture_no_longer_stored_only_counts_the_attempt(
+    store: Store
+) -> None:
+    # Another process stored a newer capture between the plan and the confirmation.
+    store.save_attempt(attempt(NTIA, "ok", original_url=NTIA), text="old", history_entry={})
+    newer = store.save_attempt(
+        attempt(NTIA, "ok", original_url=NTIA, capture_timestamp="20261101000000",
+                preview="newer"), text="newer text", history_entry={})
+    stored = store.save_attempt(confirmation(NTIA), text=None, history_entry={})
+    assert stored.capture_timestamp == newer.capture_timestamp and stored.preview == "newer"
+    assert stored.last_confirmed_at is None and stored.attempts == 3
+    assert store.get_text(rid(NTIA)) == "newer text"
+
+
 def test_replacing_a_capture_without_text_removes_the_old_text(store: Store) -> None:
     store.save_attempt(attempt(NTIA, "not_archived"), text="stale", history_entry={})
     stored = store.save_attempt(attempt(NTIA, "archived_error"), text=None, history_entry={})

@@ -414,6 +414,8 @@ class WaybackEmulator:
         self.requests: list[tuple[str, str, str]] = []
         self.count_429: int = 0
         self.count_dropped: int = 0
+        #: Response body bytes sent, per pool (what a refresh saves is measured here).
+        self.body_bytes: dict[str, int] = dict.fromkeys(POOLS, 0)
         if load_recordings:
             self.load_recordings(recordings_dir or DEFAULT_RECORDINGS_DIR)
 
@@ -612,6 +614,7 @@ class WaybackEmulator:
             self.requests = []
             self.count_429 = 0
             self.count_dropped = 0
+            self.body_bytes = dict.fromkeys(POOLS, 0)
             self.request_log = []
             self.fault_hits = dict.fromkeys(FAULT_KINDS, 0)
 
@@ -772,6 +775,9 @@ class WaybackEmulator:
         with self._lock:
             logged = -1 if resp is None or resp.cut_at is not None else resp.status
             self.request_log.append((time.time(), pool, logged))
+            if resp is not None and method != "HEAD":
+                sent = len(resp.body) if resp.cut_at is None else min(resp.cut_at, len(resp.body))
+                self.body_bytes[pool] = self.body_bytes.get(pool, 0) + sent
         return resp
 
     def _answer(

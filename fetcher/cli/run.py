@@ -198,7 +198,9 @@ def _print_summary(summary: RunSummary, as_json: bool) -> None:
     requests = ", ".join(f"{k} {v}" for k, v in sorted(s.requests.items())) or "none"
     lines = [
         f"snapcache run: {s.seen} URLs in {s.elapsed:.1f} s",
-        f"  fetched: {s.new} new, {s.refreshed} refreshed; failed: {s.failed};"
+        f"  fetched: {s.new} new, {s.refreshed} refreshed"
+        + (f" ({s.confirmed} confirmed unchanged, no body)" if s.confirmed else "")
+        + f"; failed: {s.failed};"
         f" skipped fresh: {s.skipped_fresh}; duplicates: {s.duplicates};"
         f" invalid lines: {s.invalid}",
         f"  outcomes: {outcomes}",
@@ -231,6 +233,7 @@ def _execute_run(
     quiet: bool,
     as_json: bool,
     save: SaveOptions | None = None,
+    full: bool = False,
 ) -> RunSummary:
     control = RunControl()
 
@@ -243,7 +246,7 @@ def _execute_run(
         summary = fetcher.run(
             sources, force=force, on_result=reporter, fmt=fmt,  # type: ignore[arg-type]
             dry_run=dry_run, concurrency=concurrency, max_wait=max_wait, control=control,
-            save=save,
+            save=save, full=full,
         )
     finally:
         reporter.close()
@@ -259,6 +262,9 @@ def _execute_run(
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default=None,
               help="Force the list's format (default: detected from its content).")
 @click.option("--force", is_flag=True, help="Ignore freshness: fetch every URL.")
+@click.option("--full", is_flag=True,
+              help="Fetch every URL in full, even where the stored capture is still the"
+              " newest (a refresh otherwise only confirms it: one request, no body).")
 @click.option("--dry-run", is_flag=True, help="Print what would be fetched and why; no request.")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None,
               help="URLs in flight at once (default: run.concurrency).")
@@ -276,7 +282,8 @@ def _execute_run(
 @click.option("--save-budget", type=click.FloatRange(0), default=None, metavar="SECONDS",
               help="Most time the save pass may take (default: save.poll_budget).")
 @click.pass_context
-def run(ctx: click.Context, sources: str, fmt: str | None, force: bool, dry_run: bool,
+def run(ctx: click.Context, sources: str, fmt: str | None, force: bool, full: bool,
+        dry_run: bool,
         concurrency: int | None, max_wait: float | None, wait_lock: bool, quiet: bool,
         as_json: bool, save_missing: bool, save_stale: float | None,
         save_budget: float | None) -> None:
@@ -312,7 +319,7 @@ def run(ctx: click.Context, sources: str, fmt: str | None, force: bool, dry_run:
                 summary = _execute_run(
                     fetcher, source, total=total, fmt=fmt, force=force, dry_run=dry_run,
                     concurrency=concurrency, max_wait=max_wait, quiet=quiet,
-                    as_json=as_json, save=save,
+                    as_json=as_json, save=save, full=full,
                 )
             except ConfigError as exc:
                 die(str(exc))
@@ -330,9 +337,12 @@ def run(ctx: click.Context, sources: str, fmt: str | None, force: bool, dry_run:
               help="Refetch every record with this status (repeatable).")
 @click.option("--quiet", is_flag=True, help="No per-URL lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--full", is_flag=True,
+              help="Fetch every URL in full, even where the stored capture is still the"
+              " newest (a refresh otherwise only confirms it: one request, no body).")
 @click.pass_context
 def refetch(ctx: click.Context, idents: tuple[str, ...], statuses: tuple[str, ...],
-            quiet: bool, as_json: bool) -> None:
+            quiet: bool, as_json: bool, full: bool) -> None:
     """Force a new attempt for records chosen by ID, stable ID or URL, or by --status."""
     if not idents and not statuses:
         die("name records to refetch (ID, stable ID or URL) or give --status")
@@ -354,7 +364,7 @@ def refetch(ctx: click.Context, idents: tuple[str, ...], statuses: tuple[str, ..
             )
         summary = _execute_run(
             fetcher, lines, total=len(lines), fmt="jsonl", force=True, dry_run=False,
-            concurrency=None, max_wait=None, quiet=quiet, as_json=as_json,
+            concurrency=None, max_wait=None, quiet=quiet, as_json=as_json, full=full,
         )
     finally:
         fetcher.close()

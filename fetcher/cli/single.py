@@ -38,9 +38,12 @@ def _target_time(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="Target capture time (UTC): YYYY[MM[DD[hhmmss]]] or an ISO 8601 date or"
               " date-time such as 2024-01-01 or 2024-01-01T12:00:00+02:00.")
 @click.option("--force", is_flag=True, help="Fetch again even if the record is fresh.")
+@click.option("--full", is_flag=True,
+              help="Fetch each URL in full, even where the stored capture is still the"
+              " newest (a refresh otherwise only confirms it: one request, no body).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
-def fetch(ctx: click.Context, urls: tuple[str, ...], at: str | None, force: bool,
+def fetch(ctx: click.Context, urls: tuple[str, ...], at: str | None, force: bool, full: bool,
           as_json: bool) -> None:
     """Resolve, fetch and store each URL; print its card (or JSON)."""
     code = EXIT_OK
@@ -48,7 +51,7 @@ def fetch(ctx: click.Context, urls: tuple[str, ...], at: str | None, force: bool
     try:
         for url in urls:
             try:
-                record = fetcher.fetch(url, at=at, force=force)
+                record = fetcher.fetch(url, at=at, force=force, full=full)
             except InputError as exc:
                 click.echo(f"snapcache: skipped {clean(url)[:200]!r}: {clean(exc)}", err=True)
                 code = EXIT_SOME_FAILED

@@ -23,12 +23,13 @@ imports the rest of snapcache.
 
 from .core import extract
 from .pool import DEFAULT_WORKERS, ExtractPool
-from .result import TITLE_MAX_CHARS, Extraction, ExtractLimits, Kind
+from .result import EXTRACTOR_VERSION, TITLE_MAX_CHARS, Extraction, ExtractLimits, Kind
 from .sanitize import sanitize_text
 from .sniff import decode_html
 
 __all__ = [
     "DEFAULT_WORKERS",
+    "EXTRACTOR_VERSION",
     "TITLE_MAX_CHARS",
     "ExtractLimits",
     "ExtractPool",

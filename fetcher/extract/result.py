@@ -29,6 +29,12 @@ __all__ = [
 Kind = Literal["html", "pdf", "text", "other", "empty"]
 #: Every :data:`Kind`, for checking one that crossed a process boundary.
 KINDS: Final[frozenset[str]] = frozenset(get_args(Kind))
+
+#: The version of what extraction makes of a body (type, title, text, preview, note). Bump
+#: it whenever a change would give an existing capture a different preview: records carry
+#: the version that made them, and a refresh fetches a record made by an older one in full
+#: once, instead of only confirming its capture, so the improvement reaches it.
+EXTRACTOR_VERSION: Final = 1
 #: Seconds between the PDF's own time limit and the worker being killed.
 PDF_STOP_MARGIN: Final = 5.0
 
