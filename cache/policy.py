@@ -163,6 +163,8 @@ CAPTURE_FIELDS: Final[tuple[str, ...]] = (
     "preview_note",
     "last_confirmed_at",
     "extractor_version",
+    "content_flag",
+    "skipped",
 )
 
 #: About the latest attempt, whatever it produced.
@@ -199,8 +201,8 @@ def merge(old: Record | None, new: Record) -> MergeResult:
     * ``error`` (transient) keeps the stored capture and sets ``error``;
     * a *confirmation* (an ``ok`` attempt with ``last_confirmed_at`` set and no
       ``fetched_at``: the archive named the stored capture and nothing was downloaded)
-      keeps every capture field but ``redirects`` (the replay URLs walked to it this time)
-      and sets ``last_confirmed_at``. It carries no content, so
+      keeps every capture field but ``redirects`` and ``skipped`` (what was walked and
+      passed over to reach it this time) and sets ``last_confirmed_at``. It carries no content, so
       it can never replace a capture: if the stored record no longer holds the capture it
       confirmed (another process stored a newer one meanwhile, or there is no record),
       only the attempt is counted.
@@ -220,6 +222,7 @@ def merge(old: Record | None, new: Record) -> MergeResult:
         record = replace(
             new,
             redirects=list(new.redirects),
+            skipped=[dict(e) for e in new.skipped],
             error=None if outcome == "ok" else _error_text(new),
             attempts=1,
             last_outcome=outcome,
@@ -232,6 +235,7 @@ def merge(old: Record | None, new: Record) -> MergeResult:
     source = new if replaced else old
     values = {name: getattr(source, name) for name in CAPTURE_FIELDS}
     values["redirects"] = list(source.redirects)
+    values["skipped"] = [dict(e) for e in source.skipped]
     values.update({name: getattr(old, name) for name in IDENTITY_FIELDS})
     values.update({name: getattr(old, name) for name in SAVE_FIELDS})
     if outcome == "ok":
@@ -282,8 +286,10 @@ def _confirm(old: Record | None, new: Record) -> MergeResult:
     confirmed = holds_capture(old, new.capture_timestamp, new.original_url)
     record = replace(
         old,
-        # The chain walked this time led to the same capture: it is the current one.
+        # The chain walked this time led to the same capture: it is the current one, and
+        # so are the newer captures passed over on the way.
         redirects=list(new.redirects if confirmed else old.redirects),
+        skipped=[dict(e) for e in (new.skipped if confirmed else old.skipped)],
         error=None if confirmed else old.error,
         last_attempt_at=new.last_attempt_at,
         attempts=old.attempts + 1,

@@ -74,6 +74,10 @@ class Record:
     # before versions were recorded, so by an older extractor).
     last_confirmed_at: str | None = None
     extractor_version: int | None = None
+    # A capture that is not the document (snapcache.junk): why the kept capture is odd
+    # (script_shell), or why there is no good one; and the newer captures passed over.
+    content_flag: str | None = None
+    skipped: list[dict[str, str | int | None]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -82,6 +86,7 @@ class Record:
         # deep copy of every value: exports write this for every record.
         data = dict(zip(FIELD_ORDER, _FIELD_VALUES(self), strict=True))
         data["redirects"] = list(self.redirects)
+        data["skipped"] = [dict(entry) for entry in self.skipped]
         return data
 
     def to_json(self) -> str:
@@ -131,6 +136,9 @@ class Record:
             raise RecordFormatError("field 'last_outcome' has an unknown value")
         if not all(isinstance(r, str) for r in data.get("redirects", [])):
             raise RecordFormatError("field 'redirects' must be a list of strings")
+        if not all(_skipped_entry(e) for e in data.get("skipped", [])):
+            raise RecordFormatError("field 'skipped' must be a list of objects of strings,"
+                                    " integers and nulls")
         return cls(**data)
 
     @classmethod
@@ -147,6 +155,13 @@ class Record:
         return cls.from_json_dict(data)
 
 
+def _skipped_entry(entry: object) -> bool:
+    """Whether ``entry`` is a valid element of ``skipped``: a small flat object."""
+    return isinstance(entry, dict) and len(entry) <= 16 and all(
+        isinstance(k, str) and (v is None or type(v) in (str, int))
+        for k, v in entry.items())
+
+
 #: The public field order, for CSV exports and documentation.
 FIELD_ORDER: Final[tuple[str, ...]] = tuple(f.name for f in fields(Record))
 _FIELD_VALUES: Final = attrgetter(*FIELD_ORDER)
@@ -161,6 +176,7 @@ _TYPED_FIELDS: Final[dict[str, tuple[type, ...]]] = {
     "body_truncated": (bool,),
     "preview": (str,),
     "redirects": (list,),
+    "skipped": (list,),
 }
 _REQUIRED_STR_FIELDS: Final = ("resource_id", "stable_id", "url")
 _FIELD_TYPES: Final[dict[str, tuple[type, ...]]] = {

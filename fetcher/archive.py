@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 from urllib.parse import urlsplit
@@ -21,7 +22,6 @@ from .capture import (
     KnownCapture,
     Walk,
     WalkEnd,
-    best_outcome,
     classify_playback,
     earlier_capture,
     is_known_capture,
@@ -36,10 +36,6 @@ from .config import ArchiveEntry, Config
 from .errors import (
     ArchiveError,
     ArchiveProtocolError,
-    ArchiveUnreachableError,
-    DeadlineExceededError,
-    DeferredError,
-    DisallowedHostError,
     DisallowedRequestError,
     InputError,
     TransientError,
@@ -56,6 +52,51 @@ CDX_CANDIDATES: Final = 2
 EARLIER_HOPS: Final = 2
 #: How much of a non-capture 200/403 page to read looking for the exclusion notice.
 ERROR_PAGE_BYTES: Final = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A 2xx capture a walk landed on, as a :data:`Judge` sees it."""
+
+    requested: str
+    """The URL asked for."""
+    original: str
+    """The URL the capture is of."""
+    chain: tuple[str, ...]
+    """The URL asked for, then the targets of the archived redirects that led here."""
+    timestamp: str
+    archived_status: int
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a :data:`Judge` made of a capture."""
+
+    flag: str | None = None
+    """A content flag (``snapcache.junk``), or None for a real document."""
+    skip: bool = False
+    """Not a good capture (a challenge page, a parked domain ...): resolution steps back
+    past it as past an error capture. A flag without ``skip`` is kept on the record."""
+
+
+#: Judges a 2xx capture before resolution accepts it (the engine's: extract and classify).
+Judge = Callable[[Response, Served], Awaitable[Verdict]]
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A newer capture resolution passed over, and why."""
+
+    timestamp: str | None
+    flag: str
+    archived_status: int | None
+    url: str | None
+    """Its replay URL for people (``archive_url``), or the other URL a capture was of."""
+
+    def to_json_dict(self) -> dict[str, str | int | None]:
+        """The record's form of this entry."""
+        return {"capture_timestamp": self.timestamp, "flag": self.flag,
+                "archived_status": self.archived_status, "url": self.url}
 
 
 @dataclass(slots=True)
@@ -79,6 +120,11 @@ class Resolution:
     confirmed: bool = False
     """A refresh found that the capture to keep is the one the stored record holds: the
     capture fields name it, and nothing was downloaded (``response`` is None)."""
+    content_flag: str | None = None
+    """Why the capture kept is not plainly the document (``script_shell``), or, with no
+    good capture, why the newest capture was passed over."""
+    skipped: list[Skipped] = field(default_factory=list)
+    """Newer captures passed over (junk, or captures of another URL), newest first."""
 
 
 def original_from_replay_url(url: str, prefix: str | None = None) -> str | None:
@@ -256,7 +302,9 @@ class WaybackArchive:
             params.update({"closest": at, "sort": "closest", "limit": "10"})
         return params
 
-    async def cdx_good_captures(self, url: str, at: str | None) -> list[CdxRow]:
+    async def cdx_good_captures(
+        self, url: str, at: str | None, limit: int = CDX_CANDIDATES
+    ) -> list[CdxRow]:
         """One CDX query for the newest (or closest to ``at``) 2xx captures of ``url``.
 
         The answer is read up to ``[archive] max_cdx_bytes`` (far below the body cap: the
@@ -284,11 +332,13 @@ class WaybackArchive:
                     raise _Blocked(marker or "CDX answered 403")
             if response.status != 200:
                 raise ArchiveError(f"CDX answered HTTP {response.status}")
-            return await asyncio.to_thread(self._choose, response, url, at)
+            return await asyncio.to_thread(self._choose, response, url, at, limit)
         finally:
             response.discard()
 
-    def _choose(self, response: Response, url: str, at: str | None) -> list[CdxRow]:
+    def _choose(
+        self, response: Response, url: str, at: str | None, limit: int = CDX_CANDIDATES
+    ) -> list[CdxRow]:
         """The CDX candidates in ``response``, row by row (runs in a worker thread). The
         parsing boundary of CDX answers: whatever a parser raises on them becomes
         :class:`ArchiveProtocolError`."""
@@ -296,7 +346,7 @@ class WaybackArchive:
         lines = body_lines(source)
         rows = iter_pywb_cdx(lines) if self.entry.dialect == "pywb" else iter_cdx(lines)
         try:
-            return choose_captures(rows, at, limit=CDX_CANDIDATES, requested=url)
+            return choose_captures(rows, at, limit=limit, requested=url)
         except PARSE_ERRORS as exc:
             raise ArchiveProtocolError(
                 f"unreadable CDX answer ({type(exc).__name__}: {clean_text(str(exc), 200)})"
@@ -320,7 +370,8 @@ class WaybackArchive:
         )
 
     async def resolve(
-        self, url: str, at: str | None, known: KnownCapture | None = None
+        self, url: str, at: str | None, known: KnownCapture | None = None,
+        judge: Judge | None = None,
     ) -> Resolution:
         """Resolve ``url`` to its newest good capture (or the one closest to ``at``).
 
@@ -331,13 +382,30 @@ class WaybackArchive:
         With ``known``, the good capture the stored record holds (a refresh), resolution
         stops as soon as the archive names that capture as the one to use, without
         fetching it: the result is ``confirmed``.
+
+        With ``judge``, every 2xx capture is judged before it is accepted; one it says to
+        skip (a challenge page, a parked domain ...) is passed over like an error capture,
+        and the result lists it in ``skipped``.
         """
         requested = at or timestamp_now()
+        skipped: list[Skipped] = []
+        result = await self._resolve(url, at, requested, known, judge, skipped)
+        result.skipped = skipped
+        if result.status != "ok" and skipped and result.content_flag is None:
+            result.content_flag = skipped[0].flag
+        return result
+
+    async def _resolve(
+        self, url: str, at: str | None, requested: str, known: KnownCapture | None,
+        judge: Judge | None, skipped: list[Skipped],
+    ) -> Resolution:
         first, response = await self.walk(self.replay_url(requested, url), url, known)
         if first.end is WalkEnd.CONFIRMED and known is not None:
             return self._confirmed(known, requested, first.visited[:-1])
         if first.good and response is not None:
-            return self._ok(first, response, requested)
+            accepted = await self._accept(first, response, requested, judge, skipped)
+            if accepted is not None:
+                return accepted
         if first.end is WalkEnd.BLOCKED:
             reason = first.final.reason if first.final else None
             return Resolution("blocked", requested, note=reason)
@@ -354,22 +422,28 @@ class WaybackArchive:
         if first.end is WalkEnd.CAPTURE and at is None:
             # The newest capture is an error capture: step back through earlier captures
             # named by its Link header, on the playback budget, before spending a CDX query.
-            found, none_earlier = await self._step_back(first, requested, known)
+            found, none_earlier = await self._step_back(first, requested, known, judge, skipped)
             if found is not None:
                 return found
             if none_earlier:
-                return self._no_good_capture(first, None, requested, cdx_queries=0)
+                return self._no_good_capture(first, None, requested, cdx_queries=0,
+                                             skipped=skipped)
         if first.end is WalkEnd.NOT_ARCHIVED and not self.config.archive.confirm_not_archived:
-            return self._no_good_capture(first, None, requested, cdx_queries=0)
+            return self._no_good_capture(first, None, requested, cdx_queries=0,
+                                             skipped=skipped)
         # A capture of another URL (WalkEnd.FOREIGN) is not this URL's: like an error
         # capture, the CDX is asked for the next candidate.
+        foreign = first.refused if first.end is WalkEnd.FOREIGN else None
+        if foreign is not None:
+            self._skip_foreign(first, skipped)
+        passed = {s.timestamp for s in skipped}
         try:
-            candidates = await self.cdx_good_captures(url, at)
+            # The junk already passed over is among the newest 2xx rows: ask for more.
+            candidates = await self.cdx_good_captures(url, at, CDX_CANDIDATES + len(passed))
         except _Blocked as exc:
             return Resolution("blocked", requested, note=str(exc), cdx_queries=1)
         last: Walk | None = None
-        foreign = first.refused if first.end is WalkEnd.FOREIGN else None
-        for row in candidates:
+        for row in (r for r in candidates if r.timestamp not in passed):
             if is_known_capture(row.timestamp, row.original, known) and known is not None:
                 # The CDX names the stored capture as the newest good one: not fetched.
                 result = self._confirmed(known, requested, list(first.visited))
@@ -386,17 +460,51 @@ class WaybackArchive:
                 result.cdx_queries = 1
                 return result
             if walk.good and good is not None:
-                result = self._ok(walk, good, requested)
-                result.redirects = [*first.visited, *result.redirects]
-                result.cdx_queries = 1
-                return result
+                accepted = await self._accept(walk, good, requested, judge, skipped)
+                if accepted is not None:
+                    accepted.redirects = [*first.visited, *accepted.redirects]
+                    accepted.cdx_queries = 1
+                    return accepted
             last = walk
-            if walk.end is WalkEnd.FOREIGN and foreign is None:
-                foreign = walk.refused
-        return self._no_good_capture(first, last, requested, foreign=foreign)
+            if walk.end is WalkEnd.FOREIGN:
+                self._skip_foreign(walk, skipped)
+                foreign = foreign or walk.refused
+        return self._no_good_capture(first, last, requested, foreign=foreign,
+                                     skipped=skipped)
+
+    async def _accept(
+        self, walk: Walk, response: Response, requested: str, judge: Judge | None,
+        skipped: list[Skipped],
+    ) -> Resolution | None:
+        """The ok resolution of a walk that landed on a 2xx capture, or None when ``judge``
+        says to pass it over (then it is added to ``skipped`` and its body dropped)."""
+        result = self._ok(walk, response, requested)
+        if judge is None:
+            return result
+        hop = walk.final
+        assert hop is not None and hop.timestamp is not None
+        served = Served(walk.original or result.original_url or walk.start,
+                        result.original_url or walk.start, tuple(walk.expected),
+                        hop.timestamp, hop.status)
+        verdict = await judge(response, served)
+        if not verdict.skip:
+            result.content_flag = verdict.flag
+            return result
+        skipped.append(Skipped(hop.timestamp, verdict.flag or "junk", hop.status,
+                               result.archive_url))
+        response.discard()
+        return None
+
+    def _skip_foreign(self, walk: Walk, skipped: list[Skipped]) -> None:
+        """Note a capture of another URL the walk was served (``url_mismatch``)."""
+        hop = walk.final
+        skipped.append(Skipped(hop.timestamp if hop is not None else None, "url_mismatch",
+                               hop.status if hop is not None and hop.timestamp else None,
+                               walk.refused))
 
     async def _step_back(
-        self, first: Walk, requested: str, known: KnownCapture | None = None
+        self, first: Walk, requested: str, known: KnownCapture | None = None,
+        judge: Judge | None = None, skipped: list[Skipped] | None = None,
     ) -> tuple[Resolution | None, bool]:
         """Replay up to :data:`EARLIER_HOPS` earlier captures, newest first, as the Link
         headers name them. Returns an ok resolution if one is good, and whether the headers
@@ -428,9 +536,11 @@ class WaybackArchive:
             if walk.end is WalkEnd.CONFIRMED and known is not None:
                 return self._confirmed(known, requested, visited[:-1]), False
             if walk.good and response is not None:
-                result = self._ok(walk, response, requested)
-                result.redirects = visited[:-1]
-                return result, False
+                result = await self._accept(walk, response, requested, judge,
+                                            skipped if skipped is not None else [])
+                if result is not None:
+                    result.redirects = visited[:-1]
+                    return result, False
             final = walk.final
             if (walk.end is not WalkEnd.CAPTURE or final is None or final.timestamp is None
                     or final.timestamp >= hop.timestamp):
@@ -457,9 +567,10 @@ class WaybackArchive:
 
     def _no_good_capture(
         self, first: Walk, last: Walk | None, requested: str, cdx_queries: int = 1,
-        foreign: str | None = None,
+        foreign: str | None = None, skipped: list[Skipped] | None = None,
     ) -> Resolution:
         capture = first.last_capture or (last.last_capture if last else None)
+        junk = [s for s in skipped or () if s.flag != "url_mismatch"]
         if capture is None and foreign is not None:
             # The archive served a capture, but of another URL, and nothing else: that is
             # no answer about this URL (a final outcome would be a guess). Retried later.
@@ -476,6 +587,10 @@ class WaybackArchive:
             WalkEnd.LOOP: "the archived redirects form a loop",
             WalkEnd.TOO_MANY_HOPS: "the archived redirect chain is too long",
         }.get(first.end or WalkEnd.CAPTURE, f"only captures of HTTP {capture.status} responses")
+        if junk:
+            # The newest capture may be an error capture or junk; either way no capture
+            # of this URL is the document. The flag (on the record) says which junk.
+            why = f"the newest captures are not the document ({junk[0].flag})"
         original = capture.original or self.original_from_replay(capture.url)
         ts = capture.timestamp
         archive_url, raw_url = (self._record_urls(ts, original) if ts and original
@@ -492,94 +607,6 @@ class WaybackArchive:
             cdx_queries=cdx_queries,
             note=f"no good capture: {why}",
         )
-
-
-class ArchiveChain:
-    """The configured archives, tried in order until one holds a good capture.
-
-    A URL with no good capture in one archive (not archived, only error captures, blocked,
-    or the archive unavailable after its retries) is tried in the next one. The first ``ok``
-    wins, even if a later archive holds a capture closer to ``at``.
-    """
-
-    def __init__(self, config: Config, transport: Transport) -> None:
-        self.archives = [WaybackArchive(config, transport, entry) for entry in config.chain]
-
-    async def resolve(
-        self, url: str, at: str | None, known: KnownCapture | None = None
-    ) -> Resolution:
-        """Resolve ``url`` through the chain; the result names the archive that gave it.
-
-        ``known`` (the stored good capture, on a refresh) is offered to the archive that
-        holds it only: it may be confirmed there without a download.
-
-        Raises the first :class:`DeferredError` when no archive gave a good capture and one
-        of them had paused us for longer than ``max_wait``: nothing should be stored then.
-        Raises :class:`ArchiveUnreachableError` when no archive could even be connected to:
-        that says nothing about the URL, and the caller decides what it means.
-        """
-        results: list[Resolution] = []
-        failures: list[tuple[str, Exception]] = []
-        for archive in self.archives:
-            try:
-                mine = known if known is not None and known.archive == archive.name else None
-                result = await archive.resolve(url, at, mine)
-            except DeadlineExceededError:
-                raise  # the URL's time is up: no archive of the chain gets more of it
-            except (DeferredError, TransientError, ArchiveError, DisallowedHostError) as exc:
-                failures.append((archive.name, exc))
-                continue
-            result.archive = archive.name
-            if result.status == "ok":
-                return result
-            if result.status == "error":
-                failures.append((archive.name, ArchiveError(result.error or "error")))
-            results.append(result)
-        for _name, failure in failures:
-            if isinstance(failure, DeferredError):
-                raise failure
-        unreachable = [f for _n, f in failures if isinstance(f, ArchiveUnreachableError)]
-        if not results and unreachable and len(unreachable) == len(failures):
-            first = unreachable[0]
-            if len(self.archives) == 1:
-                raise first
-            raise ArchiveUnreachableError(
-                "; ".join(f"{n}: {f}" for n, f in failures), host=first.host,
-                cause=first.cause, first_contact=all(f.first_contact for f in unreachable),
-            )
-        return self._combine(results, failures, at)
-
-    def _combine(
-        self,
-        results: list[Resolution],
-        failures: list[tuple[str, Exception]],
-        at: str | None,
-    ) -> Resolution:
-        final = [r for r in results if r.status != "error"]
-        index = best_outcome([r.status for r in final])
-        best = final[index] if index is not None else None
-        if not failures and best is not None:
-            # Every archive answered: the best answer (archived_error > blocked >
-            # not_archived), from the first archive that gave it.
-            return best
-        requested = at or timestamp_now()
-        name, first = failures[0]
-        if len(self.archives) == 1:
-            # One archive: exactly what resolving against it alone always gave.
-            errored = [r for r in results if r.status == "error"]
-            if errored:
-                return errored[0]
-            return Resolution("error", requested, error=str(first) or type(first).__name__,
-                              archive=name)
-        # Some archive failed (unavailable after its retries, or an answer we cannot read)
-        # and none gave a good capture. The failed one may hold one, so a final outcome
-        # would not be honest: the attempt is an error (kept beside any earlier record,
-        # retried after the error TTL, never cached for a week as not_archived). The error
-        # names each failed archive and the best final outcome the others gave.
-        parts = [f"{n}: {e or type(e).__name__}" for n, e in failures]
-        if best is not None:
-            parts.append(f"best outcome elsewhere: {best.status} from {best.archive}")
-        return Resolution("error", requested, error="; ".join(parts), archive=name)
 
 
 class _Blocked(Exception):

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from snapcache.cache import Record, Status, Store, TTLs, freshness, to_iso
 
-from .archive import ArchiveChain, Resolution, WaybackArchive
+from .archive import Resolution, Served, Verdict, WaybackArchive
 from .capture import KnownCapture
+from .chain import ArchiveChain
 from .config import Config
 from .credentials import redact
 from .errors import (
@@ -28,6 +29,7 @@ from .errors import (
     TransientError,
 )
 from .extract import EXTRACTOR_VERSION, Extraction, ExtractPool
+from .junk import CaptureFacts, classify_capture, is_junk
 from .ids import (
     mint_stable_id,
     normalize_timestamp,
@@ -121,6 +123,31 @@ def extract_response(response: Response, pool: ExtractPool) -> Extracted:
         note=result.note,
         sha256=digest.hexdigest(),
     )
+
+
+def capture_facts(response: Response, served: Served, extracted: Extracted) -> CaptureFacts:
+    """What the junk classifier is shown of a capture: the archive's answer (its archived
+    headers, the head of its body), where the walk went, and what extraction found."""
+    head = response.head
+    if response.body is not None and len(response.body) > len(head):
+        head = response.body[:CLASSIFY_HEAD_BYTES]
+    return CaptureFacts(
+        requested_url=served.requested,
+        final_url=served.original,
+        redirects=served.chain[1:],
+        archived_status=served.archived_status,
+        headers=response.headers,
+        content_type=extracted.content_type,
+        title=extracted.title,
+        text=extracted.text[:CLASSIFY_TEXT_CHARS],
+        text_length=len(extracted.text),
+        head=head[:CLASSIFY_HEAD_BYTES],
+    )
+
+
+#: What of a capture the classifier is given (it reads no more than this itself either).
+CLASSIFY_HEAD_BYTES = 64 * 1024
+CLASSIFY_TEXT_CHARS = 16 * 1024
 
 
 class Engine:
@@ -230,15 +257,27 @@ class Engine:
         extracted: Extracted | None = None
         error: str | None
         self.extractor.prestart()  # a worker starts while the archive answers
+        judged: list[tuple[Response, Extracted]] = []
+
+        async def judge(response: Response, served: Served) -> Verdict:
+            # Every 2xx capture is extracted before it is accepted: the classifier needs its
+            # title and text, and the one accepted keeps this extraction.
+            done = await asyncio.to_thread(extract_response, response, self.extractor)
+            judged.append((response, done))
+            flag = classify_capture(capture_facts(response, served, done))
+            return Verdict(flag.value if flag is not None else None, is_junk(flag))
+
         try:
             # One deadline over every request, hop and retry of this URL, in every archive.
             with url_deadline(self.config.archive.url_deadline):
                 resolution = await self.chain.resolve(
-                    target.original, wanted_at, known_capture(plan.existing, full=plan.full))
+                    target.original, wanted_at, known_capture(plan.existing, full=plan.full),
+                    judge)
             if resolution.response is not None:
-                extracted = await asyncio.to_thread(
-                    extract_response, resolution.response, self.extractor
-                )
+                extracted = next((e for r, e in judged if r is resolution.response), None)
+                if extracted is None:
+                    extracted = await asyncio.to_thread(
+                        extract_response, resolution.response, self.extractor)
         except ArchiveUnreachableError as exc:
             if defer_unreachable:
                 raise  # nothing reached: the caller decides, and nothing is stored
@@ -274,6 +313,9 @@ class Engine:
             "archived_status": record.archived_status,
             "error": record.error,
         }
+        if record.content_flag is not None or record.skipped:
+            entry.update(content_flag=record.content_flag,
+                         skipped=[e.get("capture_timestamp") for e in record.skipped])
         if resolution is not None and resolution.confirmed and plan.existing is not None:
             # The stored capture is still the one to keep: confirmed, not fetched.
             entry.update(confirmed=True, archived_status=plan.existing.archived_status)
@@ -322,6 +364,12 @@ class Engine:
         record.original_url = clean_optional(resolution.original_url, URL_CHARS)
         record.redirects = [clean_text(r, URL_CHARS) for r in resolution.redirects]
         record.preview_note = clean_optional(resolution.note)
+        record.content_flag = resolution.content_flag
+        record.skipped = [
+            {k: clean_optional(v, URL_CHARS) if isinstance(v, str) else v
+             for k, v in s.to_json_dict().items()}
+            for s in resolution.skipped
+        ]
         if resolution.confirmed:
             # No bytes were fetched: fetched_at stays unset, and the store keeps the stored
             # capture's fields (see snapcache.cache.policy.merge).

@@ -10,7 +10,7 @@ from typing import Final
 import click
 from snapcache.cache.records import Record
 
-from ..display import clean, human_iso, human_size, human_timestamp
+from ..display import clean, content_note, human_iso, human_size, human_timestamp
 from ..extract import sanitize_text
 
 PREVIEW_EXCERPT: Final = 700
@@ -37,6 +37,8 @@ def render_card(record: Record) -> str:
         if record.fetched_at
         else f"Checked {human_iso(record.last_attempt_at)}"
     )
+    if record.last_confirmed_at:
+        when += f" · confirmed {human_iso(record.last_confirmed_at)}"
     lines.append(f"  Captured:     {human_timestamp(record.capture_timestamp)} · {when}")
     if record.status == "ok":
         lines.append(
@@ -44,6 +46,9 @@ def render_card(record: Record) -> str:
             f"{' (cut at the size cap)' if record.body_truncated else ''}"
             f" · {clean(record.content_type) or 'unknown type'}"
         )
+    flagged = content_note(record)
+    if flagged:
+        lines.append(f"  Note:         {clean(flagged)}")
     if record.preview_note:
         lines.append(f"  Note:         {clean(record.preview_note)}")
     if record.error:

@@ -39,6 +39,8 @@ _ANNOTATIONS: Final[dict[str, dict[str, Any]]] = {
     "int | None": {"type": ["integer", "null"]},
     "bool": {"type": "boolean"},
     "list[str]": {"type": "array", "items": {"type": "string"}},
+    "list[dict[str, str | int | None]]": {"type": "array", "items": {
+        "type": "object", "additionalProperties": {"type": ["string", "integer", "null"]}}},
     "Status": {"type": "string", "enum": list(STATUSES)},
     "Status | None": {"type": ["string", "null"], "enum": [*STATUSES, None]},
 }

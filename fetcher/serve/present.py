@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from snapcache.cache import Record
-from snapcache.display import clean, human_iso, human_size, human_timestamp
+from snapcache.display import clean, content_note, human_iso, human_size, human_timestamp
 
 __all__ = ["CardRow", "card_rows", "clean", "human_iso", "human_size", "human_timestamp",
            "safe_href", "title_of"]
@@ -60,6 +60,8 @@ def card_rows(record: Record) -> list[CardRow]:
     rows.append(CardRow("Outcome", f"{record.status} · archived status {archived}"))
     when = (f"Fetched {human_iso(record.fetched_at)}" if record.fetched_at
             else f"Checked {human_iso(record.last_attempt_at)}")
+    if record.last_confirmed_at:
+        when += f" · confirmed {human_iso(record.last_confirmed_at)}"
     rows.append(CardRow("Captured", f"{human_timestamp(record.capture_timestamp)} · {when}"))
     if record.status == "ok":
         rows.append(CardRow(
@@ -68,6 +70,9 @@ def card_rows(record: Record) -> list[CardRow]:
             f"{' (cut at the size cap)' if record.body_truncated else ''}"
             f" · {clean(record.content_type) or 'unknown type'}",
         ))
+    flagged = content_note(record)
+    if flagged:
+        rows.append(CardRow("Note", clean(flagged)))
     if record.preview_note:
         rows.append(CardRow("Note", clean(record.preview_note)))
     if record.error:
