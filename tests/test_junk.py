@@ -184,7 +184,12 @@ def test_a_pdf_is_judged_by_its_urls_only() -> None:
         # a login or consent page cited as such
         ("https://portal.example/login", "https://portal.example/login?next=%2F", None),
         ("https://consent.example/forms/7", "https://consent.example/forms/7/", None),
-        ("https://news.example/cookie-policy", "https://news.example/cookiewall/", None),
+        # the cited cookie policy is not the wall its capture ended on
+        ("https://news.example/cookie-policy", "https://news.example/cookiewall/",
+         ContentFlag.CONSENT_WALL),
+        # an article about privacy sent to a consent host is still behind the wall
+        ("https://news.example/tech/privacy-bill-passes",
+         "https://consent.news.example/?return=%2Ftech", ContentFlag.CONSENT_WALL),
     ],
 )
 def test_walls_are_where_a_deep_link_ends(requested: str, final: str,
@@ -202,6 +207,18 @@ def test_a_sign_in_page_at_the_cited_url_needs_its_title_and_a_password_field() 
     assert classify_capture(facts) is ContentFlag.LOGIN_WALL
     assert classify_capture(_replace(facts, head=b"<form></form>")) is None
     assert classify_capture(_replace(facts, title="The Paper | Story")) is None
+
+
+def test_a_consent_page_at_the_cited_url_needs_its_title_and_a_consent_button() -> None:
+    facts = CaptureFacts(requested_url="https://paper.example/2022/03/story",
+                         content_type="text/html", title="Privacy settings",
+                         text="We and our partners use cookies. Reject all. Accept all.")
+    assert classify_capture(facts) is ContentFlag.CONSENT_WALL
+    assert classify_capture(_replace(facts, text="Manage settings. I agree.")) is None
+    assert classify_capture(_replace(facts, title="Cookies | Grandma's kitchen")) is None
+    # a help page about privacy settings, cited as such
+    help_page = _replace(facts, requested_url="https://paper.example/help/privacy-settings")
+    assert classify_capture(help_page) is None
 
 
 # ----------------------------------------------------------------------------- markers
@@ -311,6 +328,32 @@ def test_a_redirect_to_an_error_page_is_a_soft_404_unless_it_is_an_article() -> 
     aspx = _replace(facts, final_url="https://site.example/oops?aspxerrorpath=/news/old",
                     text=article)
     assert classify_capture(aspx) is ContentFlag.SOFT_404
+
+
+# ----------------------------------------------------------------------------- real captures
+
+
+def test_real_recorded_200s_get_no_flag_and_archived_404s_are_not_found_pages() -> None:
+    # The real Wayback Machine responses recorded by other projects (tests/data/recordings):
+    # home pages, fact sheets, a signpost page, all 200; and archived 404 pages.
+    from snapcache.extract import extract
+
+    from tests.wayback_emulator import PLAYBACK_RE, load_recordings
+
+    got: collections.Counter[tuple[int, ContentFlag | None]] = collections.Counter()
+    for rec in load_recordings():
+        m = PLAYBACK_RE.match(rec.path[len("/web/"):])
+        if not rec.has_memento_datetime or not rec.body or m is None:
+            continue
+        headers = {k.lower(): v for k, v in rec.headers}
+        ex = extract(rec.body, headers.get("content-type"))
+        facts = CaptureFacts(requested_url=m.group(3), archived_status=rec.status,
+                             headers=headers, content_type=ex.content_type, title=ex.title,
+                             text=ex.text, head=rec.body[:HEAD_BYTES])
+        got[rec.status, classify_capture(facts)] += 1
+    assert got[200, None] >= 30
+    assert {key for key in got if key[0] == 200} == {(200, None)}
+    assert got[404, ContentFlag.SOFT_404] >= 2
 
 
 # ----------------------------------------------------------------------------- robustness

@@ -175,12 +175,14 @@ def _consent_url(parts: SplitResult) -> bool:
 
 def _consent_wall(p: PageView) -> bool:
     req = p.requested
-    if req is None or _consent_url(req) or _any_in(req.path.lower(), ("cookie", "privacy")):
-        return False  # a page about consent, cited as such
+    if req is None or _consent_url(req):
+        return False  # a consent page cited as such
     if p.moved and p.final is not None and _consent_url(p.final):
         return True
     if not p.is_page or p.text_len > WALL_TEXT_MAX:
         return False
+    if _any_in(req.path.lower(), ("cookie", "privacy", "consent")):
+        return False  # the cited page may be ABOUT cookies or privacy: its words decide nothing
     if p.title.startswith("before you continue"):
         return True  # Google's and YouTube's consent interstitial
     return any(part in _CONSENT_TITLES for part in p.title_parts) and _any_in(
@@ -322,8 +324,7 @@ def _soft_404(p: PageView) -> bool:
     if not p.is_page or p.text_len > NOT_FOUND_TEXT_MAX:
         return False
     text = p.text
-    gone = _any_in(text, _PAGE_GONE)
-    said = gone or _any_in(text, _CODE_404)
+    said = _any_in(text, _PAGE_GONE) or _any_in(text, _CODE_404)
     apology = _any_in(text, _APOLOGY)
     if p.facts.archived_status in (404, 410):
         return True
@@ -339,9 +340,8 @@ def _soft_404(p: PageView) -> bool:
         return said or apology or p.text_len <= 300
     if any(part in _BARE_NOT_FOUND for part in parts):
         return said or apology
-    return gone and apology and p.text_len <= BLOCK_TEXT_MAX and _any_in(
-        text[:800], _PAGE_GONE
-    )
+    # No not-found title (the site's name kept): say so early, and apologise.
+    return apology and p.text_len <= BLOCK_TEXT_MAX and _any_in(text[:800], _PAGE_GONE)
 
 
 # --- redirected_home ------------------------------------------------------------------
