@@ -20,6 +20,8 @@ Sections (``--sections``, default all):
                bytes per record on each (bench/workers_bench.py; needs a server, ``--dsn``)
 * ``store``    stats, export, list and a warm run over stores of 10,000 and 100,000
                records, each a ``snapcache`` subprocess (bench/store_bench.py)
+* ``junk``     the junk-capture classifier on its corpus (tests/data/junk): precision and
+               recall per flag and overall, microseconds per page (bench/junk_bench.py)
 
 Figures are printed as tables and written to bench/results/latest.json. The targets are
 compared in a final table; they are never assertions.
@@ -468,6 +470,30 @@ def run_pool(args: argparse.Namespace, results: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------
+# junk captures
+
+
+def run_junk(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    import junk_bench
+
+    log("junk: ...")
+    r = junk_bench.run(log=log)
+    results["junk"] = r
+    notes = [f"{r['pages']} pages written for the corpus, {r['look_alikes']} of them look-alikes "
+             "that must get no flag; precision must be 1.000 (a false flag hides a real capture)",
+             f"classify_capture: {r['us_per_page_median']:.1f} us per page (median of "
+             f"{r['rounds']} rounds over the corpus, extraction not included), slowest corpus "
+             f"page {r['us_slowest_corpus_page']:.1f} us, a page that makes every rule read "
+             f"all it may (64 KiB head, 6,000 characters) {r['us_worst_case_page']:.1f} us"]
+    notes += [f"MISTAKE {m['file']}: expected {m['expected']}, got {m['got']}"
+              for m in r["mistakes"]]
+    results["junk_table"] = table(
+        "Junk captures: the classifier on its corpus",
+        ["flag", "pages", "tp", "fp", "fn", "precision", "recall"],
+        junk_bench.rows(r), notes)
+
+
+# ------------------------------------------------------------------------------------------
 # targets
 
 
@@ -509,14 +535,20 @@ def targets(results: dict[str, Any]) -> None:
             f"{ex['big_pdf_peak_rss_mb']:.0f} MB", ex["big_pdf_peak_rss_mb"] < TARGET_RSS_MB)
         row("peak RSS, 30 MB one-line HTML", f"< {TARGET_RSS_MB:.0f} MB",
             f"{ex['big_html_peak_rss_mb']:.0f} MB", ex["big_html_peak_rss_mb"] < TARGET_RSS_MB)
+    junk = results.get("junk")
+    if junk:
+        row("junk classifier precision on its corpus", "1.000 (no false flag)",
+            f"{junk['precision']:.3f} ({junk['false_flags']} false flags, recall "
+            f"{junk['recall']:.3f})", junk["false_flags"] == 0)
     results["targets_table"] = table("Targets", ["figure", "target", "measured", "result"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sections", default="cold,batch,warm,extract,pool,serve,workers,store",
+    ap.add_argument("--sections",
+                    default="cold,batch,warm,extract,pool,serve,workers,store,junk",
                     help="comma list of cold, batch, warm (includes overhead), extract, pool, "
-                    "serve, workers, store")
+                    "serve, workers, store, junk")
     ap.add_argument("--batch-concurrency", type=int, default=8,
                     help="concurrency of the batch (Fetcher.run) section")
     ap.add_argument("--scale", type=float, default=12.0,
@@ -574,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
             workers_bench.run_workers(args, results, tmp / "workers")
         if "store" in sections:
             store_bench.run_store(args, results, tmp / "store")
+        if "junk" in sections:
+            run_junk(args, results)
     targets(results)
     results["total_s"] = time.perf_counter() - t0
     out = Path(args.out)

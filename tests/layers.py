@@ -168,6 +168,13 @@ RULES: tuple[Rule, ...] = (
          "snapcache.pglimits", ("snapcache.engine", "snapcache.runner", "snapcache.save",
                                 "snapcache.worker", "snapcache.enqueue", "snapcache.api",
                                 "snapcache.cli", "snapcache.archive")),
+    # Facts in, a flag out: the classifier of junk captures reads no archive, body or store.
+    Rule("the junk classifier is pure and imports only the untrusted-input readers",
+         "snapcache.junk", ("snapcache.engine", "snapcache.archive", "snapcache.capture",
+                            "snapcache.transport", "snapcache.extract", "snapcache.cache",
+                            "snapcache.runner", "snapcache.save", "snapcache.api",
+                            "snapcache.cli", "snapcache.serve", "snapcache.worker",
+                            "snapcache.enqueue", "snapcache.stores", "snapcache.config")),
     Rule("the saver depends on the engine interface, not the engine or the facade",
          "snapcache.save", ("snapcache.engine", "snapcache.api", "snapcache.runner",
                             "snapcache.cli")),

@@ -603,10 +603,122 @@ def test_prepare_html_caps_depth() -> None:
         (b"hello", "text/html", ("html", "text/html")),
         (b"\x00<html>x", "text/html", ("html", "text/html")),
         (b"\x00\x01\x02\x03", None, ("other", "application/octet-stream")),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", None, ("other", "image/svg+xml")),
+        (b"<svg>", "text/plain", ("other", "image/svg+xml")),
+        (b"<svgx>", None, ("text", "text/plain")),
+        (b"<!DOCTYPE svg><svg>", "text/html", ("other", "image/svg+xml")),
+        (b"<!DOCTYPE html><svg>", None, ("html", "text/html")),
+        (b"<?xml version='1.0'?><rss>", None, ("text", "text/plain")),
+        (b"body { color: red }", "text/css", ("other", "text/css")),
+        (b"var a = 1;", "text/javascript", ("other", "text/javascript")),
+        (b'{"a": 1}', "application/json", ("other", "application/json")),
+        (b'[{"@id": "x"}]', "application/ld+json", ("other", "application/ld+json")),
+        (b"plain words", "application/json", ("text", "text/plain")),
+        (b"<html><p>oops", "text/css", ("html", "text/html")),
+        (b"body { color: red }", None, ("text", "text/plain")),
     ],
 )
 def test_sniff(head: bytes, declared: str | None, expected: tuple[str, str]) -> None:
     assert sniff(head, declared) == expected
+
+
+# ----------------------------------------------------------------------------- SVG and code
+
+SVG = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n'
+    b"<!-- Generator: an editor's export -->\n"
+    b'<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
+    b'"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd" [\n'
+    b'  <!ENTITY ns_flows "http://ns.example/Flows/">\n]>\n'
+    b'<svg version="1.1" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 40">\n'
+    b"<title>Harbour Authority logo</title><desc>A lighthouse and the name</desc>\n"
+    b'<path d="M0 0h100v40H0z" fill="#036"/><text x="10" y="25">Harbour</text></svg>\n'
+)
+
+
+@pytest.mark.parametrize("declared", ["image/svg+xml", "text/plain", "text/html", None])
+def test_an_svg_is_an_image_with_no_preview_whatever_was_declared(declared: str | None) -> None:
+    # Its <title> and <text> would otherwise make it an HTML page with a markup preview.
+    ex = extract(SVG, declared)
+    assert (ex.kind, ex.content_type) == ("other", "image/svg+xml")
+    assert (ex.title, ex.text, ex.preview) == (None, "", "")
+    assert ex.note == "no preview for image/svg+xml (an image)"
+
+
+def test_an_html_page_with_an_inline_svg_stays_a_page() -> None:
+    body = html_page("<svg><title>icon</title></svg><p>" + SENTENCE + "</p>").encode()
+    ex = extract(body, "image/svg+xml")
+    assert (ex.kind, ex.content_type) == ("html", "text/html")
+    assert SENTENCE in ex.text
+
+
+def test_an_svg_root_after_a_long_or_unclosed_prolog_is_not_guessed() -> None:
+    # A comment that never closes, or a root past the scan window: text, as before.
+    assert extract(b"<!-- never closed <svg>", None).kind == "text"
+    assert extract(b"<!--" + b"x" * 5000 + b"--><svg>", None).kind == "text"
+
+
+@pytest.mark.parametrize(
+    ("body", "declared", "what"),
+    [
+        (b"/* Site styles */\n@font-face { font-family: x; }\nbody { margin: 0 }",
+         "text/css", "a style sheet"),
+        (b"/*! lib v1.9 | (c) 2012 */\n(function(e){var t='<html><title>x</title>'})(window);",
+         "application/x-javascript", "a script"),
+        (b"function go() { return 1; }", "application/javascript; charset=utf-8", "a script"),
+        (b"  \n  // menu\nvar open = false;", "text/javascript", "a script"),
+        (b'{\n  "args": {},\n  "form": {"foo": "bar"}\n}', "application/json", "JSON data"),
+        (b'[{"type": "Feature"}]', "application/geo+json", "JSON data"),
+    ],
+)
+def test_code_keeps_its_archived_type_and_says_why_there_is_no_preview(
+    body: bytes, declared: str, what: str
+) -> None:
+    mime = declared.split(";")[0]
+    ex = extract(body, declared)
+    assert (ex.kind, ex.content_type) == ("other", mime)
+    assert (ex.title, ex.text, ex.preview) == (None, "", "")
+    assert ex.note == f"no preview for {mime} ({what}, not a document)"
+
+
+def test_code_types_over_bytes_that_disagree_are_sniffed_as_before() -> None:
+    # An HTML error page served under a script's type is a page; words under JSON's, text.
+    page = html_page("<h1>Not here</h1><p>" + SENTENCE + "</p>").encode()
+    ex = extract(page, "application/javascript")
+    assert (ex.kind, ex.content_type) == ("html", "text/html")
+    ex = extract(b"Service unavailable, try later", "application/json")
+    assert (ex.kind, ex.content_type, ex.text) == ("text", "text/plain",
+                                                   "Service unavailable, try later")
+
+
+def test_pywb_sample_archive_svg_css_js_and_json_get_no_markup_preview() -> None:
+    # pywb installs its sample archive beside the interpreter: the captures that showed
+    # their markup and source code as previews.
+    import sys
+
+    from warcio.archiveiterator import ArchiveIterator
+
+    warcs = Path(sys.prefix) / "sample_archive" / "warcs"
+    if not (warcs / "iana.warc.gz").exists():
+        pytest.skip("pywb's sample archive is not installed beside this interpreter")
+    seen: dict[str, str] = {}
+    for name in ("iana.warc.gz", "post-test.warc.gz"):
+        with (warcs / name).open("rb") as fh:
+            for record in ArchiveIterator(fh):
+                if record.rec_type != "response" or record.http_headers is None:
+                    continue
+                declared = record.http_headers.get_header("Content-Type")
+                ex = extract(record.content_stream().read(), declared)
+                if ex.kind == "empty":
+                    continue
+                seen[media_type(declared) or ""] = ex.content_type
+                if ex.content_type != "text/html":
+                    assert ex.preview == "", (declared, ex.preview[:40])
+    assert seen["image/svg+xml"] == "image/svg+xml"
+    assert seen["text/css"] == "text/css"
+    assert seen["application/x-javascript"] == "application/x-javascript"
+    assert seen["application/json"] == "application/json"
+    assert "text/plain" not in seen.values()
 
 
 def test_media_type() -> None:

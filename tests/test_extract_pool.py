@@ -203,6 +203,12 @@ def test_the_pool_gives_what_extract_gives(tmp_path: Path) -> None:
         (make_pdf(["First page.", "Second page."], title="Two pages"), "application/pdf"),
         (b"just some words\n", "text/plain"),
         (b"\x89PNG\r\n\x1a\n" + bytes(100), "image/png"),
+        # No preview for an image in markup or for code, the pool deciding as extract does
+        # (from the head alone: "body {" past 4 KB changes nothing).
+        (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"><title>t</title>'
+         + b"<g/>" * 3000 + b"</svg>", "image/svg+xml"),
+        (b"body { margin: 0 }\n" * 2000, "text/css"),
+        (b'{"items": [' + b'{"id": 1},' * 2000 + b'{"id": 2}]}', "application/json"),
         (b"", "text/html"),
         (html_page("Big", "word " * 1_000_000), "text/html"),  # cut at html_max_bytes
     ]

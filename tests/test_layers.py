@@ -23,12 +23,16 @@ def test_the_graph_sees_every_layer(graph: layers.Graph) -> None:
                    "snapcache.cache.store", "snapcache.cache.contract", "snapcache.cli",
                    "snapcache.extract", "snapcache.transport", "snapcache.worker",
                    "snapcache.enqueue", "snapcache.pglimits", "snapcache.cache.postgres.queue",
-                   "snapcache.transport.state", "snapcache.transport.statefile"):
+                   "snapcache.transport.state", "snapcache.transport.statefile",
+                   "snapcache.junk", "snapcache.junk.rules"):
         assert module in graph.files, module
     assert "snapcache.engine" in graph.edges("snapcache.api")
     assert "snapcache.protocols" in graph.edges("snapcache.runner")
     assert "snapcache.protocols" in graph.edges("snapcache.worker")
     assert "snapcache.transport" in graph.edges("snapcache.pglimits")
+    junk = [m for m in graph.files if layers.within(m, "snapcache.junk")]
+    assert {e for m in junk for e in graph.edges(m)
+            if not layers.within(e, "snapcache.junk")} == {"snapcache.untrusted"}
     assert any(layers.within(m, "snapcache.cache") for m in graph.edges("snapcache.engine"))
 
 

@@ -11,7 +11,7 @@ from .html import extract_html
 from .pdf import extract_pdf
 from .result import Extraction, ExtractLimits, finish
 from .sanitize import sanitize_text
-from .sniff import decode_body, media_type, sniff
+from .sniff import decode_body, media_type, no_preview_note, sniff
 
 __all__ = ["extract"]
 
@@ -78,7 +78,7 @@ def extract(
             content_type=content_type,
             title=None,
             text="",
-            notes=[f"no preview for {content_type}"],
+            notes=[no_preview_note(content_type)],
             limits=limits,
         )
 

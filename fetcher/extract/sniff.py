@@ -2,9 +2,13 @@
 
 The type is decided by sniffing the bytes, never by the URL or the declared type alone
 (the old wiki trusted the declared type and ended up storing the Wayback toolbar as the
-preview of a PDF). Charsets are decided the way browsers do, with a few guards against the
-common server misconfigurations; see :func:`decode_html`. Only the encodings of the WHATWG
-Encoding Standard can be chosen: a page cannot name one of Python's other codecs.
+preview of a PDF). Two kinds of text are no document and get no preview: an SVG is an image
+(``image/svg+xml``, whatever was declared), and a style sheet, script or JSON body keeps its
+declared type when its bytes agree with it (pywb's own sample archive replays all four, and
+their "previews" were markup and source code). Charsets are decided the way browsers do,
+with a few guards against the common server misconfigurations; see :func:`decode_html`.
+Only the encodings of the WHATWG Encoding Standard can be chosen: a page cannot name one of
+Python's other codecs.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from .result import Kind
 
 __all__ = [
     "ALLOWED_CODECS",
+    "CODE_TYPES",
+    "SVG_TYPE",
     "WHATWG_LABELS",
     "decode_body",
     "decode_html",
     "media_type",
+    "no_preview_note",
     "sniff",
 ]
 
@@ -34,6 +41,9 @@ _SNIFF_BYTES = 1024
 _DETECT_BYTES = 64 * 1024
 # <meta charset> must appear early; browsers look at 1024 bytes, we are a little lenient.
 _META_SCAN_BYTES = 2048
+# An SVG's root may follow an XML declaration, comments and a DOCTYPE with an internal
+# subset (editors' exports declare entities there): look this far for it.
+_SVG_SCAN_BYTES = 4096
 
 # --------------------------------------------------------------------------------------
 # content type and sniffing
@@ -138,6 +148,89 @@ def _looks_textual(head: bytes) -> bool:
     return controls * 50 <= len(head)
 
 
+#: The type of an SVG document, sniffed from its root element.
+SVG_TYPE: Final = "image/svg+xml"
+#: Declared types of code and data, kept when the bytes agree (see :func:`sniff`), and what
+#: each is, for the note that says why there is no preview.
+CODE_TYPES: Final[dict[str, str]] = {
+    "text/css": "a style sheet",
+    "application/javascript": "a script",
+    "text/javascript": "a script",
+    "application/x-javascript": "a script",
+    "application/ecmascript": "a script",
+    "text/ecmascript": "a script",
+    "application/json": "JSON data",
+    "text/json": "JSON data",
+}
+# Prolog items before an XML root, with what closes each (bounded: a DOCTYPE's internal
+# subset closes with "]>").
+_XML_PROLOG: tuple[tuple[str, str], ...] = (("<?", "?>"), ("<!--", "-->"))
+
+
+def _code_kind(mime: str | None) -> str | None:
+    """What a declared code or data type is ("a script"), or None for any other type."""
+    if mime is None:
+        return None
+    if mime.endswith("+json"):
+        return "JSON data"  # application/ld+json, application/geo+json...
+    return CODE_TYPES.get(mime)
+
+
+def no_preview_note(content_type: str) -> str:
+    """The note of a body that gets no preview, saying why when the type says it."""
+    if content_type == SVG_TYPE:
+        return f"no preview for {content_type} (an image)"
+    what = _code_kind(content_type)
+    if what is not None:
+        return f"no preview for {content_type} ({what}, not a document)"
+    return f"no preview for {content_type}"
+
+
+def _is_svg(text: str) -> bool:
+    """Whether lower-cased ``text`` opens an SVG document: its root element, after any XML
+    declaration, processing instructions, comments and an SVG DOCTYPE, is ``<svg``. An HTML
+    page with an inline ``<svg>`` has ``<html>`` (or text) first and stays HTML."""
+    pos = 0
+    for _ in range(32):  # prolog items: a handful in real files, bounded for hostile ones
+        while pos < len(text) and text[pos] in " \t\r\n\x0c":
+            pos += 1
+        rest = text[pos:pos + 16]
+        if rest.startswith("<svg") and rest[4:5] in (" ", "\t", "\r", "\n", ">", "/", ""):
+            return True
+        if rest.startswith("<!doctype"):
+            if not text.startswith("<!doctype svg", pos):
+                return False
+            close = text.find(">", pos)
+            bracket = text.find("[", pos, close if close >= 0 else len(text))
+            end = text.find("]>", bracket) + 1 if bracket >= 0 else close
+            if end <= 0:
+                return False
+            pos = end + 1
+            continue
+        for opening, closing in _XML_PROLOG:
+            if rest.startswith(opening):
+                end = text.find(closing, pos + len(opening))
+                if end < 0:
+                    return False
+                pos = end + len(closing)
+                break
+        else:
+            return False
+    return False
+
+
+def _code_agrees(text: str, declared_mime: str | None) -> bool:
+    """Whether a textual body agrees with a declared code or data type: JSON opens with
+    ``{`` or ``[``; a script or a style sheet does not open with markup (an HTML error page
+    served under a script's type does)."""
+    kind = _code_kind(declared_mime)
+    if kind is None or not text:
+        return False
+    if kind == "JSON data":
+        return text[0] in "{["
+    return text[0] != "<"
+
+
 def _sniff_text(head: bytes) -> str:
     """Lower-cased head as text for marker matching, BOM and leading whitespace skipped."""
     codec = _bom(head)
@@ -150,7 +243,11 @@ def _sniff_text(head: bytes) -> str:
 
 
 def sniff(head: bytes, declared_mime: str | None) -> tuple[Kind, str]:
-    """Decide (kind, content_type) from the first bytes. ``head`` must be non-empty."""
+    """Decide (kind, content_type) from the first bytes. ``head`` must be non-empty.
+
+    Text that is no document is ``"other"`` (no preview): an SVG root makes
+    ``image/svg+xml`` whatever was declared; a body declared as a style sheet, a script or
+    JSON (:data:`CODE_TYPES`, ``+json``) keeps that type when its bytes agree with it."""
     window = head[:_SNIFF_BYTES]
     start = window.lstrip(_WS_BYTES)
     if start.startswith(b"\xef\xbb\xbf"):
@@ -171,12 +268,14 @@ def sniff(head: bytes, declared_mime: str | None) -> tuple[Kind, str]:
         textual = text.startswith(_HTML_PREFIXES) or any(m in text for m in _HTML_MARKERS)
     if textual:
         text = _sniff_text(window)
-        if (
-            text.startswith(_HTML_PREFIXES)
-            or (text.startswith("<!--") and "html" in text)
-            or any(marker in text for marker in _HTML_MARKERS)
-            or declared_mime in _HTML_TYPES
-        ):
+        # Before the HTML markers: an SVG may hold a <title>, a script the string "<html".
+        if _is_svg(_sniff_text(head[:_SVG_SCAN_BYTES])):
+            return "other", SVG_TYPE
+        if text.startswith(_HTML_PREFIXES) or (text.startswith("<!--") and "html" in text):
+            return "html", "text/html"
+        if declared_mime is not None and _code_agrees(text, declared_mime):
+            return "other", declared_mime
+        if any(marker in text for marker in _HTML_MARKERS) or declared_mime in _HTML_TYPES:
             return "html", "text/html"
         return "text", "text/plain"
     return "other", declared_mime or "application/octet-stream"
