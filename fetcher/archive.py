@@ -510,8 +510,11 @@ class WaybackArchive:
         headers name them. Returns an ok resolution if one is good, and whether the headers
         showed that no earlier capture exists at all (then CDX has nothing to add).
 
-        An earlier capture that is ``known`` (the stored one) is confirmed, not replayed."""
-        hop = first.final
+        An earlier capture that is ``known`` (the stored one) is confirmed, not replayed.
+        Stepping back starts from the walk's first capture, the one of the URL asked for:
+        when an archived redirect led elsewhere, the last capture's Link header would name
+        the earlier captures of that other URL."""
+        hop = first.first_capture
         visited = list(first.visited)
         for _ in range(EARLIER_HOPS):
             if hop is None or hop.timestamp is None:
@@ -541,11 +544,11 @@ class WaybackArchive:
                 if result is not None:
                     result.redirects = visited[:-1]
                     return result, False
-            final = walk.final
-            if (walk.end is not WalkEnd.CAPTURE or final is None or final.timestamp is None
-                    or final.timestamp >= hop.timestamp):
+            back = walk.first_capture
+            if (walk.end is not WalkEnd.CAPTURE or back is None or back.timestamp is None
+                    or back.timestamp >= hop.timestamp):
                 return None, False  # the chain did not move back in time: let CDX decide
-            hop = final
+            hop = back
         return None, False
 
     def _confirmed(

@@ -411,6 +411,15 @@ class Walk:
             self.visited.append(url)
 
     @property
+    def first_capture(self) -> Hop | None:
+        """The first hop that was a capture: the one of the URL the walk started from (a
+        memento or an archived redirect), before any archived redirect led elsewhere."""
+        for hop in self.hops:
+            if hop.kind in (HopKind.MEMENTO, HopKind.ARCHIVED_REDIRECT):
+                return hop
+        return None
+
+    @property
     def last_capture(self) -> Hop | None:
         """The last hop that was a capture (a memento or an archived redirect)."""
         for hop in reversed(self.hops):

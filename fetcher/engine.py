@@ -29,7 +29,6 @@ from .errors import (
     TransientError,
 )
 from .extract import EXTRACTOR_VERSION, Extraction, ExtractPool
-from .junk import CaptureFacts, classify_capture, is_junk
 from .ids import (
     mint_stable_id,
     normalize_timestamp,
@@ -37,6 +36,7 @@ from .ids import (
     resource_id,
     timestamp_now,
 )
+from .junk import CaptureFacts, classify_capture, is_junk
 from .protocols import Plan
 from .transport import Response, Transport, TransportStats, url_deadline
 from .untrusted import HEADER_CHARS, NOTE_CHARS, URL_CHARS, clean_optional, clean_text
