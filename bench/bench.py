@@ -481,7 +481,7 @@ def run_junk(args: argparse.Namespace, results: dict[str, Any]) -> None:
     results["junk"] = r
     notes = [f"{r['pages']} pages written for the corpus, {r['look_alikes']} of them look-alikes "
              "that must get no flag; precision must be 1.000 (a false flag hides a real capture)",
-             f"classify_capture: {r['us_per_page_median']:.1f} us per page (median of "
+             f"classify_capture: {r['us_per_page_median']:.1f} us of CPU per page (median of "
              f"{r['rounds']} rounds over the corpus, extraction not included), slowest corpus "
              f"page {r['us_slowest_corpus_page']:.1f} us, a page that makes every rule read "
              f"all it may (64 KiB head, 6,000 characters) {r['us_worst_case_page']:.1f} us"]

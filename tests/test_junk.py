@@ -131,6 +131,9 @@ def test_a_plain_real_page_is_no_junk() -> None:
         ("https://ex.example/a/b", None, False),
         ("not a url", "https://ex.example/", False),
         ("https://ex.example/a/b", "https://ex.example:99999/", False),
+        # a short link to a home page is a citation of that home page
+        ("https://bit.ly/3xYzAb", "https://www.example.org/", False),
+        ("https://t.co/AbCdEf123", "https://example.org/", False),
     ],
 )
 def test_redirected_home_needs_a_deep_link_that_ends_on_a_root(
@@ -178,6 +181,16 @@ def test_a_pdf_is_judged_by_its_urls_only() -> None:
          "https://idp.corp.example/idp/profile/SAML2/Redirect/SSO?SAMLRequest=fZJNb4Mw",
          ContentFlag.LOGIN_WALL),
         ("https://corp.example/intranet/memo", "https://accounts.corp.example/?next=%2Fmemo",
+         ContentFlag.LOGIN_WALL),
+        # documentation pages named like walls, reached by a slug change
+        ("https://docs.example/guide/auth", "https://docs.example/guide/sso", None),
+        ("https://docs.example/api/auth", "https://docs.example/api/login", None),
+        ("https://lib.example/docs/banner", "https://lib.example/docs/cookie-consent", None),
+        ("https://uni.example/studies/sleep", "https://consent.uni.example/studies/sleep",
+         None),
+        ("https://sso.example/docs/x", "https://cas.example/cas/login?service=https%3A%2F",
+         None),  # an identity host cited: its own pages are not walls
+        ("https://corp.example/intranet/memo", "https://cas.corp.example/cas/login?service=x",
          ContentFlag.LOGIN_WALL),
         # an "accounts" host with no way back is a page of its own
         ("https://corp.example/annual", "https://accounts.corp.example/annual-2019", None),
@@ -321,8 +334,17 @@ def test_not_found_pages_need_two_signals(title: str, text: str,
 def test_a_redirect_to_an_error_page_is_a_soft_404_unless_it_is_an_article() -> None:
     facts = CaptureFacts(requested_url="https://site.example/news/old",
                          final_url="https://site.example/errors/404.html",
-                         content_type="text/html", title="Site", text="Try again.")
+                         content_type="text/html", title="Site",
+                         text="Sorry, we couldn't find that. Try the search.")
     assert classify_capture(facts) is ContentFlag.SOFT_404
+    assert classify_capture(_replace(facts, text="Try the search.")) is None
+    # a documentation page on a "not found" error, reached by a slug change
+    docs = _replace(facts, requested_url="https://api.example/docs/errors/missing",
+                    final_url="https://api.example/docs/errors/not-found", title="Errors",
+                    text="Returned when the ID in the path names no object. Check the ID "
+                         "and the account it belongs to; IDs are not shared between "
+                         "accounts. The body says which parameter was wrong.")
+    assert classify_capture(docs) is None
     article = ("A long paragraph of an article about errors, written for people. " * 8 + "\n") * 3
     assert classify_capture(_replace(facts, text=article)) is None
     aspx = _replace(facts, final_url="https://site.example/oops?aspxerrorpath=/news/old",

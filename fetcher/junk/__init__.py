@@ -53,14 +53,17 @@ that holds wins:
     (consent.google.com, consent.youtube.com: gosom/google-maps-scraper#277, georgekhananaev/
     google-reviews-scraper-pro#28; consent.yahoo.com and guce.yahoo.com/oath.com/aol.com:
     easylist/easylist#9281, SociallyCompute/Global-Consent-Manager#47, AdguardTeam/
-    AdguardFilters#198891; ``/cookiewall``, ``/collectConsent`` paths, ``/consent`` with a
-    ``continue``/``return`` parameter), or a short page titled "Before you continue" or
-    "Cookie consent" whose text holds an "Accept all" button.
+    AdguardFilters#198891; ``/cookiewall``, ``/collectConsent`` paths; a ``consent.`` host or
+    a ``/consent`` or ``/cookie-consent`` path only with a ``continue``/``return`` parameter,
+    since those also name pages about consent), or a short page titled "Before you
+    continue" or "Cookie consent" whose text holds an "Accept all" button.
 ``login_wall``: a deep link that ends on a sign-in URL (LinkedIn's
     ``/authwall``: linkedtales/scrapedin#134, joeyism/linkedin_scraper#61;
-    accounts.google.com ``/ServiceLogin``; ``/login``, ``/signin``, ``wp-login.php``...; an
-    ``accounts.``/``login.``/``sso.`` host with a ``continue``/``next`` parameter), or a
-    short page titled "Log in"/"Sign in" with a password field.
+    accounts.google.com ``/ServiceLogin``; ``wp-login.php``; and ``/login``, ``/signin``,
+    ``/sso``... or an ``accounts.``/``login.``/``idp.`` host only with a ``continue``/
+    ``next``/``redirect_to``/``service``/``SAMLRequest`` parameter, since documentation
+    pages bear those names too), or a short page titled "Log in"/"Sign in" with a password
+    field.
 ``parked``: a parking or for-sale lander. Vendor markers from wappalyzer/
     wappalyzer#3796 (GoDaddy's ``parking-lander``, Namecheap's "registered at Namecheap.com",
     Hover's ``?source=parked``) and intrigueio/intrigue-ident checks/http/sedo.rb (Sedo's
@@ -71,18 +74,19 @@ that holds wins:
 ``soft_404``: a "not found" page. An archived 404/410; a redirect to ASP.NET's error page
     (``?aspxerrorpath=``: edgi-govdata-archiving/web-monitoring-db#1426, internetarchive/
     wayback#219); and, on a page without paragraphs of prose: a redirect to an error page
-    (``/404.html``, ``/error``), a title part that is a not-found title ("Page not found |
-    Site", "Error 404") with a not-found or apology sentence or next to no text, a bare "Not
-    Found" title with such a sentence, or a short page saying both "the page ... not found"
-    and "you were looking for" (squirrelscan's two-signal soft-404 rule, docs.squirrelscan.
-    com/rules/crawl/soft-404). Never when the requested URL is itself about 404 errors
-    (``/glossary/404-not-found``).
+    (``/404.html``, ``/error``) whose words say a page is gone or apologise; a title part
+    that is a not-found title ("Page not found | Site", "Error 404") with a not-found or
+    apology sentence or next to no text; a bare "Not Found" title with such a sentence; or
+    a short page saying both "the page ... not found" and "you were looking for"
+    (squirrelscan's two-signal soft-404 rule, docs.squirrelscan.com/rules/crawl/soft-404).
+    Never when the requested URL is itself about 404 errors (``/glossary/404-not-found``).
 ``redirected_home``: a deep link whose capture ends on a site
     root (``/``, ``/index.html``, ``/home``, a bare language root such as ``/en/``) of the
     same or another host: the EDGI web-monitoring "error sink" (edgi-govdata-archiving/
     web-monitoring-db#1200 and #1396, web-monitoring#175). A cited root is never
-    "redirected home", and http -> https, ``www.``, a trailing slash, a default port or the
-    host's case do not make another page (:func:`snapcache.untrusted.same_resource`).
+    "redirected home", nor is a link shortener's link (bit.ly, t.co...) to a home page, and
+    http -> https, ``www.``, a trailing slash, a default port or the host's case do not
+    make another page (:func:`snapcache.untrusted.same_resource`).
 ``script_shell``: an HTML page with no text but scripts and an
     empty app root (``<div id="root"></div>``, ``<app-root>``) or a "You need to enable
     JavaScript" notice: a client-rendered app (madesroches/micromegas#1574, sweetalert2/

@@ -135,15 +135,20 @@ _RETURN_PARAMS: Final = frozenset({
     "continue", "next", "return", "returnurl", "return_url", "returnto", "return_to",
     "redirect", "redirect_uri", "redirect_url", "redirect_to", "redirecturl",
     "sessionredirect", "session_redirect", "dest", "destination", "goto", "done",
+    "service", "samlrequest", "relaystate",  # CAS and SAML sign-in
 })
 _CONSENT_HOSTS: Final = frozenset({
     "consent.google.com", "consent.youtube.com", "consent.yahoo.com", "guce.yahoo.com",
     "guce.oath.com", "guce.aol.com", "consent.aol.com",
 })
 _CONSENT_LABELS: Final = frozenset({"consent", "guce"})
+# Path segments only a wall has; those of _CONSENT_TOPICS also name pages about consent (a
+# library's docs on its "/cookie-consent" banner), and count with a way back only.
 _CONSENT_SEGMENTS: Final = frozenset({
-    "cookiewall", "cookie-wall", "collectconsent", "cookie-consent", "cookieconsent",
-    "privacy-gate", "privacygate", "gdpr-consent", "privacy-consent",
+    "cookiewall", "cookie-wall", "collectconsent", "privacy-gate", "privacygate",
+})
+_CONSENT_TOPICS: Final = frozenset({
+    "consent", "cookie-consent", "cookieconsent", "gdpr-consent", "privacy-consent",
 })
 _CONSENT_TITLES: Final = frozenset({
     "cookie consent", "privacy settings", "your privacy choices", "we value your privacy",
@@ -162,22 +167,23 @@ def _return_keys(parts: SplitResult) -> bool:
     return bool(keys & _RETURN_PARAMS)
 
 
-def _consent_url(parts: SplitResult) -> bool:
+def _consent_url(parts: SplitResult, *, strict: bool) -> bool:
+    """Whether ``parts`` is a consent wall's URL; with ``strict``, one that can be nothing
+    else (a known consent host, a wall's path, or a consent host or path naming the page to
+    go back to), else one that may be about consent (to recognise a cited consent page)."""
     host = _host(parts)
-    if host in _CONSENT_HOSTS or host.split(".", 1)[0] in _CONSENT_LABELS:
+    stems = {s.split(".", 1)[0] for s in _segments(parts)}
+    if host in _CONSENT_HOSTS or stems & _CONSENT_SEGMENTS:
         return True
-    stems = [s.split(".", 1)[0] for s in _segments(parts)]
-    if any(stem in _CONSENT_SEGMENTS for stem in stems):
-        return True
-    # A bare "/consent" is also a topic page: a wall names the page to go back to.
-    return "consent" in stems and _return_keys(parts)
+    maybe = host.split(".", 1)[0] in _CONSENT_LABELS or bool(stems & _CONSENT_TOPICS)
+    return maybe and (not strict or _return_keys(parts))
 
 
 def _consent_wall(p: PageView) -> bool:
     req = p.requested
-    if req is None or _consent_url(req):
+    if req is None or _consent_url(req, strict=False):
         return False  # a consent page cited as such
-    if p.moved and p.final is not None and _consent_url(p.final):
+    if p.moved and p.final is not None and _consent_url(p.final, strict=True):
         return True
     if not p.is_page or p.text_len > WALL_TEXT_MAX:
         return False
@@ -190,9 +196,12 @@ def _consent_wall(p: PageView) -> bool:
     )
 
 
-_LOGIN_SEGMENTS: Final = frozenset({
+# Path segments only a sign-in wall has; those of _LOGIN_TOPICS also name documentation
+# pages ("/docs/sso", "/api/login"), and count with a way back only.
+_LOGIN_SEGMENTS: Final = frozenset({"servicelogin", "authwall", "wp-login"})
+_LOGIN_TOPICS: Final = frozenset({
     "login", "log-in", "log_in", "logon", "signin", "sign-in", "sign_in", "signon",
-    "sign-on", "servicelogin", "authwall", "wp-login", "authenticate", "sso", "cas",
+    "sign-on", "authenticate", "sso", "cas",
 })
 _LOGIN_LABELS: Final = frozenset({"login", "signin", "accounts", "auth", "sso", "idp"})
 _LOGIN_TITLES: Final = frozenset({
@@ -204,18 +213,21 @@ _LOGIN_TITLES: Final = frozenset({
 _PASSWORD_FIELD_RE: Final = re.compile(r"""type\s*=\s*["']?password""")
 
 
-def _login_url(parts: SplitResult) -> bool:
-    if any(s.split(".", 1)[0] in _LOGIN_SEGMENTS for s in _segments(parts)):
+def _login_url(parts: SplitResult, *, strict: bool) -> bool:
+    """Whether ``parts`` is a sign-in wall's URL; ``strict`` as for consent: a wall's
+    path, or a sign-in path or identity host naming the page to go back to."""
+    stems = {s.split(".", 1)[0] for s in _segments(parts)}
+    if stems & _LOGIN_SEGMENTS:
         return True
-    # An identity host sends a visitor back with a parameter naming where to go.
-    return _host(parts).split(".", 1)[0] in _LOGIN_LABELS and _return_keys(parts)
+    maybe = bool(stems & _LOGIN_TOPICS) or _host(parts).split(".", 1)[0] in _LOGIN_LABELS
+    return maybe and (not strict or _return_keys(parts))
 
 
 def _login_wall(p: PageView) -> bool:
     req = p.requested
-    if req is None or _login_url(req):
+    if req is None or _login_url(req, strict=False):
         return False  # a sign-in page cited as such
-    if p.moved and p.final is not None and _login_url(p.final):
+    if p.moved and p.final is not None and _login_url(p.final, strict=True):
         return True
     if not p.is_page or p.text_len > WALL_TEXT_MAX:
         return False
@@ -324,7 +336,8 @@ def _soft_404(p: PageView) -> bool:
     if not p.is_page or p.text_len > NOT_FOUND_TEXT_MAX:
         return False
     text = p.text
-    said = _any_in(text, _PAGE_GONE) or _any_in(text, _CODE_404)
+    gone = _any_in(text, _PAGE_GONE)
+    said = gone or _any_in(text, _CODE_404)
     apology = _any_in(text, _APOLOGY)
     if p.facts.archived_status in (404, 410):
         return True
@@ -334,7 +347,7 @@ def _soft_404(p: PageView) -> bool:
     if p.prose > NOT_FOUND_PROSE_MAX:
         return False
     if moved_to is not None and _error_page_url(moved_to):
-        return True
+        return gone or apology  # about a page, to a visitor: not docs on a "not-found" error
     parts = p.title_parts
     if any(_NOT_FOUND_TITLE_RE.fullmatch(part) for part in parts):
         return said or apology or p.text_len <= 300
@@ -359,6 +372,14 @@ _ROOT_QUERY_KEYS: Final = frozenset({
 })
 
 
+# Link shorteners: their deep links lead wherever their owner chose, a home page included.
+_SHORTENERS: Final = frozenset({
+    "bit.ly", "t.co", "tinyurl.com", "goo.gl", "ow.ly", "buff.ly", "is.gd", "lnkd.in",
+    "fb.me", "dlvr.it", "rebrand.ly", "tiny.cc", "j.mp", "trib.al", "ift.tt", "wp.me",
+    "amzn.to", "aka.ms", "shorturl.at", "cutt.ly", "rb.gy", "s.id", "v.gd", "bl.ink",
+})
+
+
 def _is_root(parts: SplitResult) -> bool:
     path = parts.path.lower()
     if len(path) > 32 or not _ROOT_PATH_RE.fullmatch(path):
@@ -371,6 +392,8 @@ def _redirected_home(p: PageView) -> bool:
     req, final = p.requested, p.final
     if req is None or final is None or not p.moved:
         return False
+    if _host(req).removeprefix("www.") in _SHORTENERS:
+        return False  # a short link whose target is a home page: that is what was cited
     return not _is_root(req) and _is_root(final)
 
 
