@@ -34,7 +34,7 @@ KINDS: Final[frozenset[str]] = frozenset(get_args(Kind))
 #: it whenever a change would give an existing capture a different preview: records carry
 #: the version that made them, and a refresh fetches a record made by an older one in full
 #: once, instead of only confirming its capture, so the improvement reaches it.
-EXTRACTOR_VERSION: Final = 1
+EXTRACTOR_VERSION: Final = 2
 #: Seconds between the PDF's own time limit and the worker being killed.
 PDF_STOP_MARGIN: Final = 5.0
 
