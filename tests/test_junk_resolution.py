@@ -13,6 +13,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -64,7 +65,7 @@ def add_page(emulator: Any, entry: dict[str, Any], ts: str) -> None:
     headers = {k.lower().removeprefix("x-archive-orig-"): v
                for k, v in entry.get("headers", {}).items()}
     chain = [entry["requested"], *entry.get("redirects", [])]
-    for i, (here, there) in enumerate(zip(chain, chain[1:], strict=False)):
+    for i, (here, there) in enumerate(pairwise(chain)):
         emulator.add_capture(here, later(ts, i), status=302, body=b"", location=there)
     emulator.add_capture(chain[-1], later(ts, len(chain) - 1), status=int(entry.get("status", 200)),
                          body=body, headers=headers,

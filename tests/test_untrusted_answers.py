@@ -306,6 +306,10 @@ def test_a_memento_whose_link_names_another_url_is_not_stored_as_ok(
     assert_recorded_error(tmp_path, archive, record, "capture of another URL")
     assert "evil.example" in record.error
     assert record.original_url is None and record.capture_timestamp is None
+    # Issue 15's name for it: no final outcome (it says nothing about this URL), flagged.
+    assert record.content_flag == "url_mismatch"
+    assert record.skipped == [{"capture_timestamp": TS, "flag": "url_mismatch",
+                               "archived_status": 200, "url": "https://evil.example/page"}]
 
 
 def test_after_a_foreign_capture_the_next_candidate_is_tried(
@@ -320,6 +324,9 @@ def test_after_a_foreign_capture_the_next_candidate_is_tried(
     record = fetch(tmp_path, archive)
     assert record.status == "ok" and record.capture_timestamp == good, record
     assert record.original_url == "http://www.x.example/page/"
+    assert record.content_flag is None
+    assert [(e["flag"], e["capture_timestamp"]) for e in record.skipped] == [
+        ("url_mismatch", TS)]
 
 
 def test_a_nearest_redirect_to_another_urls_capture_is_refused(
