@@ -371,7 +371,7 @@ class WaybackArchive:
 
     async def resolve(
         self, url: str, at: str | None, known: KnownCapture | None = None,
-        judge: Judge | None = None,
+        judge: Judge | None = None, *, absent: bool = False,
     ) -> Resolution:
         """Resolve ``url`` to its newest good capture (or the one closest to ``at``).
 
@@ -386,10 +386,14 @@ class WaybackArchive:
         With ``judge``, every 2xx capture is judged before it is accepted; one it says to
         skip (a challenge page, a parked domain ...) is passed over like an error capture,
         and the result lists it in ``skipped``.
+
+        ``absent`` says the stored record already holds this archive's "not archived"
+        (confirmed by the CDX when it was first found): playback saying so again is enough,
+        and the CDX query that ``confirm_not_archived`` adds to a first verdict is spared.
         """
         requested = at or timestamp_now()
         skipped: list[Skipped] = []
-        result = await self._resolve(url, at, requested, known, judge, skipped)
+        result = await self._resolve(url, at, requested, known, judge, skipped, absent)
         result.skipped = skipped
         if result.status != "ok" and skipped and result.content_flag is None:
             result.content_flag = skipped[0].flag
@@ -397,7 +401,7 @@ class WaybackArchive:
 
     async def _resolve(
         self, url: str, at: str | None, requested: str, known: KnownCapture | None,
-        judge: Judge | None, skipped: list[Skipped],
+        judge: Judge | None, skipped: list[Skipped], absent: bool = False,
     ) -> Resolution:
         first, response = await self.walk(self.replay_url(requested, url), url, known)
         if first.end is WalkEnd.CONFIRMED and known is not None:
@@ -428,7 +432,8 @@ class WaybackArchive:
             if none_earlier:
                 return self._no_good_capture(first, None, requested, cdx_queries=0,
                                              skipped=skipped)
-        if first.end is WalkEnd.NOT_ARCHIVED and not self.config.archive.confirm_not_archived:
+        if first.end is WalkEnd.NOT_ARCHIVED and (
+                absent or not self.config.archive.confirm_not_archived):
             return self._no_good_capture(first, None, requested, cdx_queries=0,
                                              skipped=skipped)
         # A capture of another URL (WalkEnd.FOREIGN) is not this URL's: like an error

@@ -31,13 +31,14 @@ class ArchiveChain:
 
     async def resolve(
         self, url: str, at: str | None, known: KnownCapture | None = None,
-        judge: Judge | None = None,
+        judge: Judge | None = None, *, absent_from: str | None = None,
     ) -> Resolution:
         """Resolve ``url`` through the chain; the result names the archive that gave it.
 
         ``known`` (the stored good capture, on a refresh) is offered to the archive that
         holds it only: it may be confirmed there without a download. ``judge`` judges every
         2xx capture before it is accepted (see :meth:`WaybackArchive.resolve`).
+        ``absent_from`` names the archive whose "not archived" the stored record holds.
 
         Raises the first :class:`DeferredError` when no archive gave a good capture and one
         of them had paused us for longer than ``max_wait``: nothing should be stored then.
@@ -49,7 +50,8 @@ class ArchiveChain:
         for archive in self.archives:
             try:
                 mine = known if known is not None and known.archive == archive.name else None
-                result = await archive.resolve(url, at, mine, judge)
+                result = await archive.resolve(url, at, mine, judge,
+                                               absent=archive.name == absent_from)
             except DeadlineExceededError:
                 raise  # the URL's time is up: no archive of the chain gets more of it
             except (DeferredError, TransientError, ArchiveError, DisallowedHostError) as exc:

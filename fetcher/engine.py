@@ -73,6 +73,14 @@ def known_capture(record: Record | None, *, full: bool = False) -> KnownCapture 
     return KnownCapture(record.capture_timestamp, record.original_url, record.archive)
 
 
+def absent_from(record: Record | None, *, full: bool = False) -> str | None:
+    """The archive whose "not archived" ``record`` holds, so that a refresh need not
+    confirm it with the CDX again (None: confirm as on a first fetch; always with ``full``)."""
+    if full or record is None or record.status != "not_archived":
+        return None
+    return record.archive
+
+
 @dataclass(frozen=True, slots=True)
 class Extracted:
     """What extraction gave for one response, with the body's SHA-256."""
@@ -272,7 +280,7 @@ class Engine:
             with url_deadline(self.config.archive.url_deadline):
                 resolution = await self.chain.resolve(
                     target.original, wanted_at, known_capture(plan.existing, full=plan.full),
-                    judge)
+                    judge, absent_from=absent_from(plan.existing, full=plan.full))
             if resolution.response is not None:
                 extracted = next((e for r, e in judged if r is resolution.response), None)
                 if extracted is None:

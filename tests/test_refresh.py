@@ -19,7 +19,7 @@ import pytest
 from snapcache import Fetcher
 from snapcache.cache import Record
 from snapcache.capture import KnownCapture, is_known_capture, replay_parts
-from snapcache.engine import known_capture
+from snapcache.engine import absent_from, known_capture
 from snapcache.extract import EXTRACTOR_VERSION
 
 from tests.conftest import emulator_config
@@ -238,6 +238,36 @@ def test_a_failed_refresh_keeps_the_good_record(emulator: Any, fetcher: Fetcher)
     confirmed = stale(fetcher, NTIA_URL)
     assert confirmed.last_outcome == "ok" and confirmed.error is None
     assert confirmed.last_confirmed_at is not None
+
+
+def test_absent_from_names_the_archive_of_a_not_archived_record() -> None:
+    gone = good_record(status="not_archived", capture_timestamp=None, archive="ia")
+    assert absent_from(gone) == "ia"
+    assert absent_from(gone, full=True) is None
+    assert absent_from(None) is None
+    for status in ("ok", "archived_error", "blocked", "error"):
+        assert absent_from(good_record(status=status)) is None
+
+
+def test_a_not_archived_record_is_rechecked_by_playback_alone(
+    emulator: Any, fetcher: Fetcher
+) -> None:
+    gone = "https://gone.example.net/never/1"
+    first = fetcher.fetch(gone)
+    assert first.status == "not_archived"
+    assert emulator.counts["cdx"] == 1  # confirm_not_archived: the first verdict is checked
+    emulator.reset_counters()
+    again = stale(fetcher, gone)
+    assert again.status == "not_archived" and again.attempts == 2
+    assert playback(emulator) == 1 and emulator.counts["cdx"] == 0
+    emulator.reset_counters()
+    full = fetcher.fetch(gone, full=True)
+    assert full.status == "not_archived" and emulator.counts["cdx"] == 1
+    # Archived since: the refresh finds the capture as a first fetch would.
+    emulator.add_capture(gone, NEW_TS, body=html_page("Found at last", "Now archived."))
+    emulator.reset_counters()
+    found = stale(fetcher, gone)
+    assert found.status == "ok" and found.capture_timestamp == NEW_TS
 
 
 # --- snapcache run, records made stale by configuration ---------------------------------
