@@ -9,6 +9,9 @@ Sections (``--sections``, default all):
                under the archive's per-minute limits scaled by ``--scale``
 * ``batch``    ``Fetcher.run`` (what ``snapcache run`` does) cold over the same corpus,
                against the time the scaled budgets allow, then a warm rerun
+* ``refresh``  the cold corpus into a store, every record made stale by configuration and
+               run again (``snapcache run`` subprocesses), beside the peers' second full
+               pass, at the same scaled budgets (bench/refresh_bench.py)
 * ``warm``     a second pass over 10,000 fresh records (zero requests allowed)
 * ``overhead`` one ``Fetcher.fetch`` of a cached record vs a raw cache read
 * ``extract``  preview throughput, PDF preview time, peak RSS on big documents
@@ -49,15 +52,21 @@ sys.path.insert(0, str(HERE))
 
 import corpus  # noqa: E402
 import peers  # noqa: E402
+import refresh_bench  # noqa: E402
 import store_bench  # noqa: E402
+from costs import (  # noqa: E402
+    POLITE_CDX,
+    POLITE_PLAYBACK,
+    REAL_CDX,
+    REAL_PLAYBACK,
+    category_keys,
+    category_of_request,
+    projected_minutes,
+)
 from snapcache import Fetcher  # noqa: E402
 from snapcache.config import Config, config_from_mapping  # noqa: E402
 
-from tests.wayback_emulator import WaybackEmulator, url_key  # noqa: E402
-
-# The Internet Archive's limits per minute per IP, and the 80% everyone is asked to use.
-REAL_CDX, REAL_PLAYBACK = 30, 600
-POLITE_CDX, POLITE_PLAYBACK = 0.8 * REAL_CDX, 0.8 * REAL_PLAYBACK
+from tests.wayback_emulator import WaybackEmulator  # noqa: E402
 
 TARGET_RATIO = 0.3
 TARGET_WARM_S = 2.0
@@ -91,12 +100,6 @@ def table(title: str, header: list[str], rows: list[list[Any]], notes: list[str]
     return text
 
 
-def projected_minutes(counts: dict[str, int], n: int) -> float:
-    """Minutes per 1,000 URLs under the real limits at 80%, from requests spent per URL."""
-    return (counts.get("cdx", 0) / POLITE_CDX + counts.get("playback", 0) / POLITE_PLAYBACK) \
-        * 1000 / n
-
-
 def snapcache_config(base_url: str, tmp: Path, *, cdx_pm: float, playback_pm: float,
                      pause: float) -> Config:
     return config_from_mapping({
@@ -111,18 +114,6 @@ def snapcache_config(base_url: str, tmp: Path, *, cdx_pm: float, playback_pm: fl
 # cold
 
 
-def _category_of_request(path: str, keys: dict[str, str]) -> str:
-    from urllib.parse import parse_qs, urlsplit
-
-    if path.startswith("/cdx/"):
-        q = parse_qs(urlsplit(path).query)
-        url = (q.get("url") or [""])[0]
-    else:
-        rest = path[len("/web/"):]
-        url = rest.split("/", 1)[1] if "/" in rest else rest
-    return keys.get(url_key(url), "?")
-
-
 def run_cold(args: argparse.Namespace, results: dict[str, Any]) -> None:
     k = args.scale
     window = 60.0 / k
@@ -133,12 +124,7 @@ def run_cold(args: argparse.Namespace, results: dict[str, Any]) -> None:
         truth = corpus.build(emu)
         urls = [t.url for t in truth]
         n = len(urls)
-        keys = {url_key(t.url): t.category for t in truth}
-        for t in truth:
-            if t.category == "redirect":
-                for cap in emu.captures_for(t.url):
-                    if cap.target:
-                        keys[url_key(cap.target)] = "redirect"
+        keys = category_keys(emu, truth)
         mix = Counter(t.category for t in truth)
         log(f"cold: {n} URLs {dict(mix)}; emulator limits {REAL_CDX} CDX and {REAL_PLAYBACK} "
             f"playback per {window:.2f} s window (= real limits x{k})")
@@ -224,7 +210,7 @@ def run_cold(args: argparse.Namespace, results: dict[str, Any]) -> None:
                 c["outcome_ok"] += r.outcome == t.outcome
                 c["capture_ok"] += r.outcome == t.outcome and r.capture == t.capture
             for pool, _method, path in reqs:
-                by_cat[_category_of_request(path, keys)][pool] += 1
+                by_cat[category_of_request(path, keys)][pool] += 1
             outcomes = Counter(r.outcome for r in res)
             errors = Counter((r.error or "")[:70] for r in res if r.outcome == "error")
             per_tool[name] = {
@@ -520,6 +506,8 @@ def targets(results: dict[str, Any]) -> None:
     if snap:
         row("snapcache 429s (defaults, scaled)", "0", str(snap["count_429"]),
             snap["count_429"] == 0)
+    for name, target, value, met in refresh_bench.target_rows(results):
+        row(name, target, value, met)
     warm = results.get("warm")
     if warm:
         row(f"warm {warm['n']:,} records", f"< {TARGET_WARM_S} s",
@@ -546,9 +534,9 @@ def targets(results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sections",
-                    default="cold,batch,warm,extract,pool,serve,workers,store,junk",
-                    help="comma list of cold, batch, warm (includes overhead), extract, pool, "
-                    "serve, workers, store, junk")
+                    default="cold,batch,refresh,warm,extract,pool,serve,workers,store,junk",
+                    help="comma list of cold, batch, refresh, warm (includes overhead), extract, "
+                    "pool, serve, workers, store, junk")
     ap.add_argument("--batch-concurrency", type=int, default=8,
                     help="concurrency of the batch (Fetcher.run) section")
     ap.add_argument("--scale", type=float, default=12.0,
@@ -557,7 +545,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="concurrent URLs per tool in the cold run (snapcache's default is 4)")
     ap.add_argument("--warm-n", type=int, default=10_000)
     ap.add_argument("--overhead-n", type=int, default=2000)
-    ap.add_argument("--only-tool", action="append", help="cold run: only these tools")
+    ap.add_argument("--only-tool", action="append",
+                    help="cold and refresh runs: only these tools (the refresh section runs "
+                    "snapcache whatever this says)")
     ap.add_argument("--out", default=str(HERE / "results" / "latest.json"))
     import serve_bench
     import workers_bench
@@ -590,6 +580,9 @@ def main(argv: list[str] | None = None) -> int:
 
             (tmp / "batch").mkdir()
             run_batch(args, results, tmp / "batch")
+        if "refresh" in sections:
+            (tmp / "refresh").mkdir()
+            refresh_bench.run_refresh(args, results, tmp / "refresh", table)
         if "warm" in sections:
             (tmp / "warm").mkdir()
             run_warm(args, results, tmp / "warm")

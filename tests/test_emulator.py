@@ -790,6 +790,25 @@ def test_counts_requests_per_pool_and_records_them_in_order(
     assert bare.requests == []
 
 
+def test_counts_body_bytes_per_pool_and_per_path(
+    bare: WaybackEmulator, bclient: httpx.Client
+) -> None:
+    bare.add_capture("https://example.com/", "20240101000000", body=HTML)
+    redirect = bclient.get("/web/2024id_/https://example.com/")
+    capture = bclient.get("/web/20240101000000id_/https://example.com/")
+    cdx = bclient.get("/cdx/search/cdx?url=example.com")
+    assert redirect.status_code == 302 and capture.content == HTML
+    assert bare.body_bytes["playback"] == len(redirect.content) + len(HTML)
+    assert bare.body_bytes["cdx"] == len(cdx.content) > 0
+    assert bare.body_bytes_by_path == {
+        "/web/2024id_/https://example.com/": len(redirect.content),
+        "/web/20240101000000id_/https://example.com/": len(HTML),
+        "/cdx/search/cdx?url=example.com": len(cdx.content),
+    }
+    bare.reset_counters()
+    assert bare.body_bytes["playback"] == 0 and not bare.body_bytes_by_path
+
+
 def test_cdx_pool_returns_429_after_budget_without_retry_after() -> None:
     with WaybackEmulator(cdx_per_minute=3, load_recordings=False) as e, make_client(e) as c:
         statuses = [c.get("/cdx/search/cdx?url=example.com").status_code for _ in range(5)]

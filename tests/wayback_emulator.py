@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -416,6 +416,8 @@ class WaybackEmulator:
         self.count_dropped: int = 0
         #: Response body bytes sent, per pool (what a refresh saves is measured here).
         self.body_bytes: dict[str, int] = dict.fromkeys(POOLS, 0)
+        #: The same bytes per request path (a benchmark splits them by kind of URL).
+        self.body_bytes_by_path: Counter[str] = Counter()
         if load_recordings:
             self.load_recordings(recordings_dir or DEFAULT_RECORDINGS_DIR)
 
@@ -615,6 +617,7 @@ class WaybackEmulator:
             self.count_429 = 0
             self.count_dropped = 0
             self.body_bytes = dict.fromkeys(POOLS, 0)
+            self.body_bytes_by_path = Counter()
             self.request_log = []
             self.fault_hits = dict.fromkeys(FAULT_KINDS, 0)
 
@@ -778,6 +781,7 @@ class WaybackEmulator:
             if resp is not None and method != "HEAD":
                 sent = len(resp.body) if resp.cut_at is None else min(resp.cut_at, len(resp.body))
                 self.body_bytes[pool] = self.body_bytes.get(pool, 0) + sent
+                self.body_bytes_by_path[path] += sent
         return resp
 
     def _answer(
