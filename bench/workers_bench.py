@@ -150,7 +150,9 @@ def _sql(dsn: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, 
         return list(cursor.fetchall()) if cursor.description else []
 
 
-def _schema_dsn(dsn: str, schema: str) -> str:
+def schema_dsn(dsn: str, schema: str) -> str:
+    """``dsn`` with its ``search_path`` set to ``schema``: a store of its own on one server
+    (the store's tables go in the first schema of the search path)."""
     from urllib.parse import quote
 
     option = quote(f"-csearch_path={schema}", safe="")
@@ -282,7 +284,7 @@ def run_workers(args: argparse.Namespace, results: dict[str, Any], tmp: Path) ->
         schema = "bench_" + secrets.token_hex(6)
         _sql(dsn, f'CREATE SCHEMA "{schema}"')
         schemas.append(schema)
-        return _schema_dsn(dsn, schema)
+        return schema_dsn(dsn, schema)
 
     try:
         base_url, urls, emulator_pid = ready.get(timeout=300)
@@ -398,7 +400,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """This section's options (bench.py adds them too)."""
-    ap.add_argument("--dsn", default=None, help="PostgreSQL server for the workers section")
+    ap.add_argument("--dsn", default=None,
+                    help="PostgreSQL server for the workers and serve sections (default"
+                    " $SNAPCACHE_TEST_DSN, else postgresql://postgres@127.0.0.1:5432/test)")
     ap.add_argument("--workers-n", type=int, default=1000,
                     help="URLs per worker run in the workers section")
     ap.add_argument("--worker-counts", type=lambda s: [int(x) for x in s.split(",")],
