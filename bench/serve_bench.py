@@ -49,7 +49,7 @@ from snapcache.cache import Record, Store  # noqa: E402
 from snapcache.config import load_config  # noqa: E402
 from snapcache.ids import mint_stable_id, resource_id  # noqa: E402
 from snapcache.stores import open_store  # noqa: E402
-from workers_bench import DEFAULT_DSN, schema_dsn  # noqa: E402
+from workers_bench import DEFAULT_DSN, cpu_seconds, schema_dsn  # noqa: E402
 
 #: Records whose served body is compared with the stored record, and how many of them with
 #: the output of ``snapcache show --json`` (a process each).
@@ -59,6 +59,9 @@ CHECK_SHOW = 3
 #: connections at once shorten the fill (the store is thread-safe). The folder store is
 #: filled by one, as a run on one host writes it.
 PG_FILL_THREADS = 4
+#: The server's PostgreSQL sessions carry this name, so that their CPU time can be told
+#: from other sessions on the same server.
+PG_APPLICATION = "snapcache-serve-bench"
 
 
 def _log(msg: str) -> None:
@@ -140,8 +143,9 @@ def _write_config(path: Path, cache: dict[str, str], state_path: Path) -> Path:
 
 
 @contextmanager
-def _server(config: Path, log_path: Path) -> Iterator[int]:
-    """``snapcache serve`` as shipped, on a free loopback port; yields the port."""
+def _server(config: Path, log_path: Path) -> Iterator[tuple[int, int]]:
+    """``snapcache serve`` as shipped, on a free loopback port; yields its port and
+    process ID."""
     port = _free_port()
     with log_path.open("wb") as log_file:
         server = subprocess.Popen(
@@ -159,7 +163,7 @@ def _server(config: Path, log_path: Path) -> Iterator[int]:
                         tail = log_path.read_text(errors="replace")[-2000:]
                         raise RuntimeError(f"snapcache serve did not start:\n{tail}") from None
                     time.sleep(0.1)
-            yield port
+            yield port, server.pid
         finally:
             server.terminate()
             try:
@@ -283,22 +287,62 @@ def _check(port: int, config: Path, store: Store, ids: list[str]) -> dict[str, A
             "problems": problems}
 
 
+def _postgres_sessions_cpu(dsn: str) -> float | None:
+    """CPU seconds the server's PostgreSQL sessions (named :data:`PG_APPLICATION`) have
+    spent so far; None when none runs on this machine (a server elsewhere). Only live
+    sessions count: the server's pool keeps its connections open during a load."""
+    from snapcache.cache.postgres.dsn import connect
+
+    with connect(dsn) as conn:
+        pids = [pid for (pid,) in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+            (PG_APPLICATION,)).fetchall()]
+    total, found = 0.0, False
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
+                continue  # the same number, but another machine's process
+            total += cpu_seconds(pid)
+            found = True
+        except OSError:  # ended meanwhile, or no such process here
+            continue
+    return total if found else None
+
+
+def _cpu_load(port: int, server_pid: int, postgres_dsn: str | None, ids: list[str],
+              connections: int, seconds: float, etags: dict[str, str] | None,
+              expect: int) -> dict[str, Any]:
+    """:func:`_load`, with the CPU each party spent per request: the server process, its
+    PostgreSQL sessions (when ``postgres_dsn`` is given) and this client."""
+    server_cpu = cpu_seconds(server_pid)
+    pg_cpu = _postgres_sessions_cpu(postgres_dsn) if postgres_dsn else None
+    client_cpu = time.process_time()
+    out = asyncio.run(_load(port, ids, connections, seconds, etags, expect))
+    per = 1000 / max(out["requests"], 1)
+    out["server_cpu_ms"] = (cpu_seconds(server_pid) - server_cpu) * per
+    out["client_cpu_ms"] = (time.process_time() - client_cpu) * per
+    pg_after = _postgres_sessions_cpu(postgres_dsn) if postgres_dsn else None
+    out["postgres_cpu_ms"] = (None if pg_cpu is None or pg_after is None
+                              else (pg_after - pg_cpu) * per)
+    return out
+
+
 def _measure(args: argparse.Namespace, config: Path, store: Store, ids: list[str],
-             log_path: Path, name: str) -> dict[str, Any]:
+             log_path: Path, name: str, postgres_dsn: str | None) -> dict[str, Any]:
     """Serve ``store`` (named by ``config``), check a sample, then the three loads."""
     conns, secs = args.serve_connections, args.serve_seconds
-    with _server(config, log_path) as port:
+    with _server(config, log_path) as (port, pid):
         check = _check(port, config, store, ids)
         _log(f"serve: {name}: sample check "
              f"{'ok' if not check['problems'] else 'FAILED: ' + '; '.join(check['problems'])}"
              f"; warm-up, then {secs:.0f} s at {conns} connections ...")
         asyncio.run(_load(port, ids, conns, 2.0, None, 200))
-        full = asyncio.run(_load(port, ids, conns, secs, None, 200))
+        full = _cpu_load(port, pid, postgres_dsn, ids, conns, secs, None, 200)
         sample = random.Random(3).sample(ids, min(2000, len(ids)))
         etags = {rid: etag for rid, (_, etag, _) in
                  zip(sample, asyncio.run(_get_each(port, sample)), strict=True) if etag}
-        cached = asyncio.run(_load(port, list(etags), conns, secs / 2, etags, 304))
-        single = asyncio.run(_load(port, ids, 1, secs / 2, None, 200))
+        cached = _cpu_load(port, pid, postgres_dsn, list(etags), conns, secs / 2, etags, 304)
+        single = _cpu_load(port, pid, postgres_dsn, ids, 1, secs / 2, None, 200)
     return {"check": check, "get": full, "get_304": cached, "get_one_connection": single,
             "load_average": os.getloadavg()[0]}
 
@@ -312,7 +356,8 @@ def _run_diskcache(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         ids = fill_store(store, n)
         fill_s = time.perf_counter() - t0
-        out = _measure(args, config, store, ids, tmp / "server-diskcache.log", "diskcache")
+        out = _measure(args, config, store, ids, tmp / "server-diskcache.log", "diskcache",
+                       None)
     return {"fill_s": fill_s, "fill_threads": 1, **out}
 
 
@@ -330,6 +375,11 @@ def postgres_unreachable(dsn: str) -> str | None:
     return None
 
 
+def _with_application(dsn: str) -> str:
+    """``dsn`` (a URI) naming its sessions :data:`PG_APPLICATION`."""
+    return f"{dsn}{'&' if '?' in dsn else '?'}application_name={PG_APPLICATION}"
+
+
 def _run_postgres(args: argparse.Namespace, tmp: Path, dsn: str) -> dict[str, Any]:
     from snapcache.cache.postgres.dsn import connect
 
@@ -339,7 +389,8 @@ def _run_postgres(args: argparse.Namespace, tmp: Path, dsn: str) -> dict[str, An
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
         config = _write_config(tmp / "postgres.toml",
-                               {"backend": "postgres", "dsn": schema_dsn(dsn, schema),
+                               {"backend": "postgres",
+                                "dsn": _with_application(schema_dsn(dsn, schema)),
                                 "path": str(tmp / "unused-store")}, tmp / "ratelimit.sqlite")
         with open_store(load_config(config)) as store:
             _log(f"serve: PostgreSQL: filling schema {schema} with {n:,} synthetic records "
@@ -347,7 +398,8 @@ def _run_postgres(args: argparse.Namespace, tmp: Path, dsn: str) -> dict[str, An
             t0 = time.perf_counter()
             ids = fill_store(store, n, threads=PG_FILL_THREADS)
             fill_s = time.perf_counter() - t0
-            out = _measure(args, config, store, ids, tmp / "server-postgres.log", "PostgreSQL")
+            out = _measure(args, config, store, ids, tmp / "server-postgres.log", "PostgreSQL",
+                           dsn)
     finally:
         with connect(dsn) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -395,13 +447,16 @@ def run_serve(args: argparse.Namespace, results: dict[str, Any], tmp: Path,
     notes = []
     for key, b in backends.items():
         if "skipped" in b:
-            rows.append([f"{labels[key]}: skipped", "-", "-", "-", "-", "-"])
+            rows.append([f"{labels[key]}: skipped", *["-"] * 8])
             notes.append(f"{labels[key]} skipped: {b['skipped']}")
             continue
         for load, label in loads:
             r = b[load]
             rows.append([f"{labels[key]}, {label}", f"{r['rps']:,.0f}", f"{r['p50_ms']:.1f}",
-                         f"{r['p99_ms']:.1f}", f"{r['requests']:,}", f"{r['errors']:,}"])
+                         f"{r['p99_ms']:.1f}", f"{r['requests']:,}", f"{r['errors']:,}",
+                         f"{r['server_cpu_ms']:.2f}",
+                         "-" if r["postgres_cpu_ms"] is None else f"{r['postgres_cpu_ms']:.2f}",
+                         f"{r['client_cpu_ms']:.2f}"])
         check = b["check"]
         verdict = ("ok: status 200, JSON naming the ID asked for, byte for byte the stored "
                    f"record, {check['show_json_compared']} equal to `snapcache show --json`"
@@ -414,11 +469,13 @@ def run_serve(args: argparse.Namespace, results: dict[str, Any], tmp: Path,
                  f"(uvicorn, one process, access log on); keep-alive connections from an "
                  f"asyncio client in another process, random IDs, {args.serve_seconds:.0f} s "
                  f"at {conns} connections, half that for the others; errors: any status but "
-                 f"the one expected, or a broken connection; {os.cpu_count()} CPUs shared by "
-                 "the server, the client and PostgreSQL")
+                 f"the one expected, or a broken connection; CPU per request: the server "
+                 f"process, its PostgreSQL sessions, this client; {os.cpu_count()} CPUs "
+                 "shared by the three and other jobs")
     results["serve_table"] = (table or _plain_table)(
         "snapcache serve: GET /v1/resources/{id}",
-        ["backend, load", "req/s", "p50 ms", "p99 ms", "requests", "errors"], rows, notes)
+        ["backend, load", "req/s", "p50 ms", "p99 ms", "requests", "errors",
+         "CPU ms/req: server", "PostgreSQL", "client"], rows, notes)
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:

@@ -108,7 +108,7 @@ def _token_rates(dsn: str, counts: list[int], n: int = 250) -> dict[int, float]:
     return rates
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -188,7 +188,7 @@ def _workers_run(exe: str, cfg: Path, dsn: str, workers: int, n: int,
     queued = subprocess.run([exe, "--config", str(cfg), "enqueue", "--json", str(cfg.parent /
                              "urls.txt")], capture_output=True, text=True, env=env, check=True)
     assert json.loads(queued.stdout)["queued"] == n, queued.stdout
-    emu_cpu = _cpu_seconds(emulator_pid)
+    emu_cpu = cpu_seconds(emulator_pid)
     pg_cpu = _postgres_cpu()
     busy, total = _machine_busy()
     before = os.times()
@@ -226,7 +226,7 @@ def _workers_run(exe: str, cfg: Path, dsn: str, workers: int, n: int,
         "startup_cpu_s": startup_cpu,
         "claimed": [s["claimed"] for s in summaries],
         "worker_cpu_ms_per_url": worker_cpu / n * 1000,
-        "emulator_cpu_ms_per_url": (_cpu_seconds(emulator_pid) - emu_cpu) / n * 1000,
+        "emulator_cpu_ms_per_url": (cpu_seconds(emulator_pid) - emu_cpu) / n * 1000,
         "postgres_cpu_ms_per_url": pg_cpu / n * 1000,
         "load_before": os.getloadavg()[0],
         "machine_busy": (busy2 - busy) / ((total2 - total) or 1.0),
