@@ -16,7 +16,8 @@ Sections (``--sections``, default all):
 * ``overhead`` one ``Fetcher.fetch`` of a cached record vs a raw cache read
 * ``extract``  preview throughput, PDF preview time, peak RSS on big documents
 * ``serve``    ``snapcache serve``: req/s and latency of GET /v1/resources/{id} over 10,000
-               records (bench/serve_bench.py)
+               records, on diskcache and on PostgreSQL (bench/serve_bench.py; PostgreSQL
+               is skipped, saying why, without a server at ``--dsn``)
 * ``pool``     per-document cost of the bounded extraction workers vs in-process
 * ``workers``  ``snapcache worker`` on the PostgreSQL store: URLs/s with 1, 2 and 4 workers
                (no rate limit), the warm path on diskcache and PostgreSQL side by side,

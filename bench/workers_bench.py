@@ -108,7 +108,7 @@ def _token_rates(dsn: str, counts: list[int], n: int = 250) -> dict[int, float]:
     return rates
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -150,7 +150,9 @@ def _sql(dsn: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, 
         return list(cursor.fetchall()) if cursor.description else []
 
 
-def _schema_dsn(dsn: str, schema: str) -> str:
+def schema_dsn(dsn: str, schema: str) -> str:
+    """``dsn`` with its ``search_path`` set to ``schema``: a store of its own on one server
+    (the store's tables go in the first schema of the search path)."""
     from urllib.parse import quote
 
     option = quote(f"-csearch_path={schema}", safe="")
@@ -186,7 +188,7 @@ def _workers_run(exe: str, cfg: Path, dsn: str, workers: int, n: int,
     queued = subprocess.run([exe, "--config", str(cfg), "enqueue", "--json", str(cfg.parent /
                              "urls.txt")], capture_output=True, text=True, env=env, check=True)
     assert json.loads(queued.stdout)["queued"] == n, queued.stdout
-    emu_cpu = _cpu_seconds(emulator_pid)
+    emu_cpu = cpu_seconds(emulator_pid)
     pg_cpu = _postgres_cpu()
     busy, total = _machine_busy()
     before = os.times()
@@ -224,7 +226,7 @@ def _workers_run(exe: str, cfg: Path, dsn: str, workers: int, n: int,
         "startup_cpu_s": startup_cpu,
         "claimed": [s["claimed"] for s in summaries],
         "worker_cpu_ms_per_url": worker_cpu / n * 1000,
-        "emulator_cpu_ms_per_url": (_cpu_seconds(emulator_pid) - emu_cpu) / n * 1000,
+        "emulator_cpu_ms_per_url": (cpu_seconds(emulator_pid) - emu_cpu) / n * 1000,
         "postgres_cpu_ms_per_url": pg_cpu / n * 1000,
         "load_before": os.getloadavg()[0],
         "machine_busy": (busy2 - busy) / ((total2 - total) or 1.0),
@@ -282,7 +284,7 @@ def run_workers(args: argparse.Namespace, results: dict[str, Any], tmp: Path) ->
         schema = "bench_" + secrets.token_hex(6)
         _sql(dsn, f'CREATE SCHEMA "{schema}"')
         schemas.append(schema)
-        return _schema_dsn(dsn, schema)
+        return schema_dsn(dsn, schema)
 
     try:
         base_url, urls, emulator_pid = ready.get(timeout=300)
@@ -398,7 +400,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """This section's options (bench.py adds them too)."""
-    ap.add_argument("--dsn", default=None, help="PostgreSQL server for the workers section")
+    ap.add_argument("--dsn", default=None,
+                    help="PostgreSQL server for the workers and serve sections (default"
+                    " $SNAPCACHE_TEST_DSN, else postgresql://postgres@127.0.0.1:5432/test)")
     ap.add_argument("--workers-n", type=int, default=1000,
                     help="URLs per worker run in the workers section")
     ap.add_argument("--worker-counts", type=lambda s: [int(x) for x in s.split(",")],
