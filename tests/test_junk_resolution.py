@@ -10,10 +10,7 @@ flag. ``url_mismatch`` is tested with scripted answers in tests/test_untrusted_a
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -22,23 +19,11 @@ from snapcache.cli.render import render_card
 from snapcache.junk import ContentFlag
 
 from tests.docgen import html_page
-from tests.junk_corpus import CORPUS, MANIFEST
+from tests.junk_corpus import add_page, entries, served_as_200
 
 OLD = "20190305120000"
 NEW = "20240611080000"
 REAL_TEXT = " ".join(["The council published the full report on the harbour works."] * 30)
-
-
-def entries() -> list[dict[str, Any]]:
-    return list(tomllib.loads(MANIFEST.read_text(encoding="utf-8"))["page"])
-
-
-def served_as_200(entry: dict[str, Any]) -> bool:
-    """A page the archive replays as a 2xx capture (an error capture is not junk's case),
-    reached by the cited URL or by its archived redirects."""
-    status = int(entry.get("status", 200))
-    chained = not entry.get("final") or bool(entry.get("redirects"))
-    return 200 <= status < 300 and chained
 
 
 def first_of_each_flag() -> list[dict[str, Any]]:
@@ -51,25 +36,6 @@ def first_of_each_flag() -> list[dict[str, Any]]:
 
 def look_alikes() -> list[dict[str, Any]]:
     return [e for e in entries() if e["expect"] == "none" and served_as_200(e)]
-
-
-def later(ts: str, minutes: int) -> str:
-    when = datetime.strptime(ts, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-    return (when + timedelta(minutes=minutes)).strftime("%Y%m%d%H%M%S")
-
-
-def add_page(emulator: Any, entry: dict[str, Any], ts: str) -> None:
-    """The page as the archive holds it: a capture of the cited URL, or the end of its
-    archived redirect chain (each hop a 302 capture a minute apart)."""
-    body = (CORPUS / entry["file"]).read_bytes()
-    headers = {k.lower().removeprefix("x-archive-orig-"): v
-               for k, v in entry.get("headers", {}).items()}
-    chain = [entry["requested"], *entry.get("redirects", [])]
-    for i, (here, there) in enumerate(pairwise(chain)):
-        emulator.add_capture(here, later(ts, i), status=302, body=b"", location=there)
-    emulator.add_capture(chain[-1], later(ts, len(chain) - 1), status=int(entry.get("status", 200)),
-                         body=body, headers=headers,
-                         content_type=entry.get("content_type", "text/html; charset=utf-8"))
 
 
 @pytest.fixture
