@@ -25,7 +25,10 @@ Sections (``--sections``, default all):
 * ``store``    stats, export, list and a warm run over stores of 10,000 and 100,000
                records, each a ``snapcache`` subprocess (bench/store_bench.py)
 * ``junk``     the junk-capture classifier on its corpus (tests/data/junk): precision and
-               recall per flag and overall, microseconds per page (bench/junk_bench.py)
+               recall per flag and overall, microseconds per page (bench/junk_bench.py);
+               then the corpus resolved end to end on the emulator at the scaled limits:
+               requests, bytes and minutes per URL, the extra playback requests per flagged
+               URL, and whether each outcome is right (bench/junk_cost.py)
 
 Figures are printed as tables and written to bench/results/latest.json. The targets are
 compared in a final table; they are never assertions.
@@ -479,6 +482,20 @@ def run_junk(args: argparse.Namespace, results: dict[str, Any]) -> None:
         ["flag", "pages", "tp", "fp", "fn", "precision", "recall"],
         junk_bench.rows(r), notes)
 
+    import junk_cost
+
+    k = args.scale
+
+    def config_for(base_url: str, tmp: Path) -> Config:
+        return snapcache_config(base_url, tmp, cdx_pm=POLITE_CDX * k,
+                                playback_pm=POLITE_PLAYBACK * k, pause=60.0 / k)
+
+    c = junk_cost.run(scale=k, concurrency=args.concurrency, config_for=config_for, log=log)
+    results["junk_cost"] = c
+    results["junk_cost_table"] = table(
+        "Junk captures: what stepping back costs (requests per URL, by group and flag)",
+        junk_cost.HEADER, junk_cost.rows(c), junk_cost.notes(c))
+
 
 # ------------------------------------------------------------------------------------------
 # targets
@@ -529,6 +546,12 @@ def targets(results: dict[str, Any]) -> None:
         row("junk classifier precision on its corpus", "1.000 (no false flag)",
             f"{junk['precision']:.3f} ({junk['false_flags']} false flags, recall "
             f"{junk['recall']:.3f})", junk["false_flags"] == 0)
+    cost = results.get("junk_cost")
+    if cost:
+        right = ", ".join(f"{g} {t['right']}/{t['n']}" for g, t in cost["groups"].items())
+        row("junk resolution: outcomes right", "all",
+            f"{right}; +{cost['extra_playback_per_flagged_url']:.2f} playback, "
+            f"{cost['extra_cdx_per_flagged_url']:+.2f} CDX per flagged URL", cost["all_right"])
     results["targets_table"] = table("Targets", ["figure", "target", "measured", "result"], rows)
 
 
