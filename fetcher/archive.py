@@ -241,7 +241,8 @@ class WaybackArchive:
         return hop
 
     async def walk(
-        self, start: str, original: str | None = None, known: KnownCapture | None = None
+        self, start: str, original: str | None = None, known: KnownCapture | None = None,
+        before: str | None = None,
     ) -> tuple[Walk, Response | None]:
         """Follow a playback chain by hand from ``start``, a replay URL of ``original``;
         return the walk and, when it ended on a 2xx capture of ``original`` (or of a URL an
@@ -250,7 +251,11 @@ class WaybackArchive:
         With ``known`` (a refresh: the capture the stored record holds), a walk that
         followed no archived redirect stops where it would request that capture, or on an
         answer whose headers name it (its body unread): it ends
-        :attr:`WalkEnd.CONFIRMED` with no response."""
+        :attr:`WalkEnd.CONFIRMED` with no response.
+
+        With ``before`` (a step back from the capture at that time), a nearest-capture
+        redirect to a capture at or after it ends the walk :attr:`WalkEnd.NOT_EARLIER`
+        unfollowed: it would only walk the newer chain again."""
         walk = Walk(start, self.allowed, self.config.archive.max_redirects,
                     replay_paths=self.replay_paths, scheme=self.scheme, original=original)
         url: str | None = start
@@ -258,6 +263,10 @@ class WaybackArchive:
         while url is not None:
             if known is not None and walk.hops and walk.may_confirm and self._names(url, known):
                 walk.confirm(url)  # the nearest capture is the stored one: not fetched
+                break
+            parts = replay_parts(url, self.replay_paths) if before and walk.hops else None
+            if parts is not None and len(parts[0]) == 14 and parts[0] >= (before or ""):
+                walk.end = WalkEnd.NOT_EARLIER
                 break
             hop, response = await self.transport.retrying(
                 functools.partial(self._hop, url, known if walk.may_confirm else None))
@@ -539,7 +548,7 @@ class WaybackArchive:
                 start = self.replay_url(earlier.timestamp, original)
             except DisallowedRequestError:
                 return None, False  # a Link header naming an unusable URL: let CDX decide
-            walk, response = await self.walk(start, first.original, known)
+            walk, response = await self.walk(start, first.original, known, hop.timestamp)
             visited.extend(walk.visited)
             if walk.end is WalkEnd.CONFIRMED and known is not None:
                 return self._confirmed(known, requested, visited[:-1]), False

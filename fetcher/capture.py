@@ -243,6 +243,9 @@ class WalkEnd(Enum):
     archived redirect of the walk led to): not this URL's capture (:attr:`Walk.refused`
     holds that other URL)."""
     UNKNOWN = "unknown"
+    NOT_EARLIER = "not_earlier"
+    """Stepping back to an earlier capture, the archive redirected to one no earlier than
+    the capture stepped back from (the earlier one is not replayable): not followed."""
     CONFIRMED = "confirmed"
     """A refresh: the walk was about to reach the capture the stored record already holds
     (:class:`KnownCapture`), so it stopped there without fetching it again."""

@@ -136,7 +136,7 @@ _LIBRARY_RUN = """
 import json, sys
 from snapcache import Fetcher, load_config
 with Fetcher(load_config(sys.argv[1])) as f:
-    summary = f.run(sys.argv[2], force=True)
+    summary = f.run(sys.argv[2], force=True, full=True)
 print(json.dumps(summary.to_json_dict()))
 """
 
@@ -195,7 +195,9 @@ def test_two_runs_a_refetch_a_library_run_and_a_reader_share_one_cache(
     reader = subprocess.Popen([sys.executable, str(tmp_path / "reader.py"), str(store),
                                str(done), *shared], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-    run_a = subprocess.Popen([*exe, "run", "--force", "--quiet", "--json",
+    # --full: every forced attempt downloads its capture (a refresh that only confirms
+    # would make too few requests for the combined-rate check below to mean anything).
+    run_a = subprocess.Popen([*exe, "run", "--force", "--full", "--quiet", "--json",
                               str(tmp_path / "a.txt")], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
@@ -204,7 +206,7 @@ def test_two_runs_a_refetch_a_library_run_and_a_reader_share_one_cache(
     run_b = subprocess.Popen([*exe, "run", "--wait", "--quiet", "--json",
                               str(tmp_path / "b.txt")], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-    refetch = subprocess.Popen([*exe, "refetch", "--quiet", "--json", *ids],
+    refetch = subprocess.Popen([*exe, "refetch", "--full", "--quiet", "--json", *ids],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     library = subprocess.Popen([sys.executable, str(tmp_path / "lib.py"), str(cfg),
                                 str(tmp_path / "c.txt")], stdout=subprocess.PIPE,

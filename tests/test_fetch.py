@@ -436,3 +436,20 @@ def test_the_readme_library_example_runs(emulator: Any, tmp_path: Any) -> None:
     source = code.group(1).replace("/tmp/local.toml", str(config))
     source = source.replace("/tmp/snapcache-demo", str(tmp_path / "demo"))
     exec(compile(source, "README.md", "exec"), {})
+
+
+def test_a_step_back_the_archive_answers_with_a_newer_capture_is_not_walked_again(
+    emulator: Any, fetcher: Fetcher
+) -> None:
+    """The Link header names an earlier capture that is not replayable: the archive
+    redirects it to the nearest one it can replay, the newer 404 already seen. Following
+    would walk the newer chain again; the CDX is asked instead."""
+    url = "https://agency.example.gov/reports/annual"
+    emulator.add_capture(url, "20190101000000", body=b"<h1>Annual report</h1>",
+                         replayable=False, in_cdx=False)
+    emulator.add_capture(url, "20240101000000", status=404, body=b"<h1>Not Found</h1>")
+    record = fetcher.fetch(url)
+    assert record.status == "archived_error" and record.capture_timestamp == "20240101000000"
+    paths = [path for pool, _m, path in emulator.requests if pool == "playback"]
+    assert paths.count(f"/web/20240101000000id_/{url}") == 1, paths
+    assert len(paths) == 3 and emulator.counts["cdx"] == 1

@@ -172,9 +172,9 @@ class FlakyEngine:
         return self._store
 
     def plan(self, url: str, at: str | None = None, force: bool = False, *,
-             checked: bool = False) -> Plan:
+             checked: bool = False, full: bool = False) -> Plan:
         target = parse_target(url, checked=checked)
-        return Plan(target, at, resource_id(url), None, True, "missing")
+        return Plan(target, at, resource_id(url), None, True, "missing", full=full)
 
     async def attempt(self, plan: Plan, stable_id: str | None = None, *,
                       defer_unreachable: bool = False) -> Record:

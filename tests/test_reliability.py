@@ -428,8 +428,10 @@ def test_a_full_outage_stops_the_cli_run_after_a_bounded_number_of_failures(
         attempts = emulator.counts["playback"] + emulator.count_dropped
         # max_attempts = 2 in write_config; and until one connection got through, the
         # offline probe made at most 3 single attempts whose URLs it then fetched again.
+        # The other URL in flight when the breaker tripped (concurrency 2) may have made
+        # its requests too, and is deferred, not failed: on a loaded machine it often has.
         probe = 3 if outage == "firewall" else 0
-        assert attempts <= failed * 2 + probe
+        assert attempts <= (failed + 1) * 2 + probe
     assert elapsed < 30
     from snapcache.cache import SnapshotCache
 
