@@ -222,11 +222,15 @@ def _decode_once(text: str) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+#: What some servers trim around a path segment.
+_PADDING: Final = " \t\r\n\x00\x0b\x0c"
+
+
 def _is_dot_name(segment: str) -> bool:
     """``.`` or ``..``, allowing for a ``;parameter`` (Tomcat drops it), compatibility forms
     (fullwidth dots) and the padding some servers trim."""
     name = unicodedata.normalize("NFKC", segment.split(";", 1)[0])
-    return name.strip(" \t\r\n\x00\x0b\x0c") in _DOT_NAMES
+    return name.strip(_PADDING) in _DOT_NAMES
 
 
 def _describe(segment: str, text: str, rounds: int) -> str:
@@ -252,6 +256,17 @@ def find_dot_segment(path: str) -> str | None:
     ``;parameter`` does not hide one (``..;x``). Give the path only: a query is no path.
     """
     text = path
+    if text.isascii() and "%" not in text:
+        # Most URLs, and every URL of a warm run, two calls each: nothing here can decode
+        # into something else (no escapes, and overlong UTF-8 needs bytes above 0x7f) and
+        # NFKC leaves ASCII as it is, so the segments as given are all the loop below
+        # would look at. This answers the same, several times faster.
+        if "." not in text:
+            return None
+        for segment in _SEPARATOR_RE.split(text):
+            if segment.split(";", 1)[0].strip(_PADDING) in _DOT_NAMES:
+                return _describe(segment, text, 0)
+        return None
     for rounds in range(_DECODE_ROUNDS + 1):
         for segment in _SEPARATOR_RE.split(text):
             if _is_dot_name(segment):
