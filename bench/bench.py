@@ -58,7 +58,8 @@ REAL_CDX, REAL_PLAYBACK = 30, 600
 POLITE_CDX, POLITE_PLAYBACK = 0.8 * REAL_CDX, 0.8 * REAL_PLAYBACK
 
 TARGET_RATIO = 0.3
-TARGET_WARM_S = 2.0
+#: Issue 13: a warm pass over 10,000 fresh records, by fetch_many and by run, each.
+TARGET_WARM_S = 1.0
 TARGET_PDF_MS = 100.0
 TARGET_RSS_MB = 200.0
 
@@ -496,9 +497,20 @@ def targets(results: dict[str, Any]) -> None:
             snap["count_429"] == 0)
     warm = results.get("warm")
     if warm:
-        row(f"warm {warm['n']:,} records", f"< {TARGET_WARM_S} s",
+        row(f"warm {warm['n']:,} records, fetch_many", f"< {TARGET_WARM_S} s",
             f"{warm['pass_s']:.2f} s, {warm['requests_during_pass']} requests",
             warm["valid"] and warm["pass_s"] < TARGET_WARM_S)
+        if warm.get("run_s") is not None:
+            row(f"warm {warm['n']:,} records, Fetcher.run", f"< {TARGET_WARM_S} s",
+                f"{warm['run_s']:.2f} s, {warm['run_requests']} requests",
+                warm["run_requests"] == 0 and warm["run_s"] < TARGET_WARM_S)
+    sizes = results.get("store")
+    if sizes:
+        big = sizes[-1]
+        for name, limit in store_bench.TARGETS_S.items():
+            row(f"snapcache {name} at {big['n']:,} records", f"< {limit:g} s",
+                f"{big[name]['s']:.2f} s (CPU {big[name]['cpu_s']:.2f} s)",
+                big[name]["returncode"] == 0 and big[name]["s"] < limit)
     ex = results.get("extract")
     if ex:
         row("PDF preview median (10-page docs)", f"< {TARGET_PDF_MS:.0f} ms",
