@@ -253,6 +253,11 @@ def _decode_once(text: str) -> str:
 
 #: What some servers trim around a path segment.
 _PADDING: Final = " \t\r\n\x00\x0b\x0c"
+#: A segment that :func:`_is_dot_name` accepts, spelled in ASCII without escapes: one or
+#: two dots, padded, perhaps followed by a ``;parameter``, between separators or the ends.
+_PLAIN_DOT_SEGMENT_RE: Final = re.compile(
+    r"(?:\A|[/\\])[ \t\r\n\x00\x0b\x0c]*\.\.?[ \t\r\n\x00\x0b\x0c]*(?:;[^/\\]*)?(?=[/\\]|\Z)"
+)
 
 
 def _is_dot_name(segment: str) -> bool:
@@ -286,11 +291,11 @@ def find_dot_segment(path: str) -> str | None:
     """
     text = path
     if text.isascii() and "%" not in text:
-        # Most URLs, and every URL of a warm run, two calls each: nothing here can decode
-        # into something else (no escapes, and overlong UTF-8 needs bytes above 0x7f) and
-        # NFKC leaves ASCII as it is, so the segments as given are all the loop below
-        # would look at. This answers the same, several times faster.
-        if "." not in text:
+        # Most URLs (every URL planned passes here twice): nothing here can decode into
+        # something else (no escapes, and overlong UTF-8 needs bytes above 0x7f) and NFKC
+        # leaves ASCII as it is, so the segments as given are all the loop below would
+        # look at, and one search finds whether any is a dot name.
+        if _PLAIN_DOT_SEGMENT_RE.search(text) is None:
             return None
         for segment in _SEPARATOR_RE.split(text):
             if segment.split(";", 1)[0].strip(_PADDING) in _DOT_NAMES:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from snapcache import Fetcher
 from snapcache.archive import WaybackArchive
@@ -76,6 +76,7 @@ def test_dot_segments_in_every_spelling_are_found_and_named(path: str, said: str
     assert found is not None and said in found
 
 
+@settings(max_examples=600)
 @given(st.text(alphabet=st.sampled_from(list("./\\;=a \t\r\n\x00\x0b\x0c")), max_size=24))
 def test_ascii_paths_without_escapes_are_judged_as_the_decoding_rounds_judge_them(
     path: str,
