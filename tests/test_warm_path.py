@@ -4,6 +4,7 @@ each. Timings live in bench/; these are the behaviours the short cuts must keep.
 
 from __future__ import annotations
 
+import json
 import pickle
 import threading
 from pathlib import Path
@@ -87,6 +88,39 @@ def test_rows_read_ahead_are_checked_and_refused_as_get_checks_them(tmp_path: Pa
                 store.get(damaged)
             assert store.get(rid(f"{EXAMPLE}/ok")) == good
     assert not marker.exists()
+
+
+def test_records_parsed_together_are_checked_one_by_one_as_get_checks_them(
+    tmp_path: Path,
+) -> None:
+    # Every text is JSON, so the batch parses together; two are no record of their key.
+    wrong_key, odd_field = rid(f"{EXAMPLE}/wrong-key"), rid(f"{EXAMPLE}/odd-field")
+    with SnapshotCache(tmp_path / "store") as store:
+        stored = fill_six_records(store)
+    ok = stored[f"{EXAMPLE}/ok"]
+    data = ok.to_json_dict()
+    plant(str(tmp_path / "store"), f"rec:{wrong_key}", mode=MODE_RAW,
+          value=ok.to_json())  # type: ignore[arg-type]
+    plant(str(tmp_path / "store"), f"rec:{odd_field}", mode=MODE_RAW,  # type: ignore[arg-type]
+          value=json.dumps({**data, "resource_id": odd_field, "bogus": 1}))
+    ids = [rid(url) for url in stored] + [wrong_key, odd_field]
+    with SnapshotCache(tmp_path / "store") as store:
+        alone: list[Record | str] = []
+        for i in ids:
+            try:
+                alone.append(store.get(i))  # type: ignore[arg-type]
+            except DamagedRecordError as exc:
+                alone.append(str(exc))
+        together: list[Record | str] = []
+        with store.read_ahead(ids):
+            for i in ids:
+                try:
+                    together.append(store.get(i))  # type: ignore[arg-type]
+                except DamagedRecordError as exc:
+                    together.append(str(exc))
+    assert together == alone
+    assert "stored under the wrong key" in str(alone[-2])
+    assert "unknown field 'bogus'" in str(alone[-1])
 
 
 # -------------------------------------------------------------------------------------------
