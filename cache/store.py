@@ -141,7 +141,7 @@ class SnapshotCache:
         For callers about to read many records one by one (a warm run plans every URL of
         its list from the store): a query per record costs more than the record's SQL.
         """
-        return self._rows.read_ahead(REC + rid for rid in resource_ids)
+        return self._rows.read_ahead(resource_ids)
 
     def by_stable_id(self, sid: str) -> Record | None:
         """Return the record holding stable ID ``sid`` (exactly as stored), or ``None``."""
