@@ -73,7 +73,10 @@ from snapcache.config import Config, config_from_mapping  # noqa: E402
 from tests.wayback_emulator import WaybackEmulator  # noqa: E402
 
 TARGET_RATIO = 0.3
-TARGET_WARM_S = 2.0
+#: Issue 13: a warm pass over 10,000 fresh records, by fetch_many and by run, each.
+TARGET_WARM_S = 1.0
+#: Warm passes of each kind; the best is the figure, every one is kept.
+WARM_PASSES = 3
 TARGET_PDF_MS = 100.0
 TARGET_RSS_MB = 200.0
 
@@ -287,36 +290,42 @@ def run_warm(args: argparse.Namespace, results: dict[str, Any], tmp: Path) -> No
         bad = [r for r in recs if isinstance(r, Exception) or r.status != "ok"]
         fill_counts = dict(emu.counts)
         emu.reset_counters()
-        log(f"warm: pre-fill {fill:.1f} s, {fill_counts}, {len(bad)} not ok; timing 2nd pass")
-        t0 = time.perf_counter()
-        f = Fetcher(cfg)
-        t_open = time.perf_counter() - t0
-        try:
-            t1 = time.perf_counter()
-            recs2 = f.fetch_many(urls)
-            t_pass = time.perf_counter() - t1
-        finally:
-            f.close()
-        total_requests = sum(emu.counts.values())
-        ok2 = sum(not isinstance(r, Exception) and r.status == "ok" for r in recs2)
-
-        # Fetcher.run (batch runs over a source list) appeared after this bench was written;
-        # time it too when present, as a second, separate figure.
-        run_s: float | None = None
+        log(f"warm: pre-fill {fill:.1f} s, {fill_counts}, {len(bad)} not ok; timing "
+            f"{WARM_PASSES} passes of each")
+        # Each figure is the best of WARM_PASSES passes, fetch_many and run in turn, each in
+        # a new Fetcher; every pass is kept in the results. On a machine shared with other
+        # jobs one pass varies by a third from the next, and others' work only ever adds.
+        pass_samples: list[float] = []
+        run_samples: list[float] = []
+        opens: list[float] = []
+        ok2 = len(urls)
         run_fresh: int | None = None
-        run_requests: int | None = None
-        run_note = "Fetcher.run not available"
-        if hasattr(Fetcher, "run"):
+        run_note = "Fetcher.run: every pass skipped every URL as fresh"
+        for _ in range(WARM_PASSES):
+            t0 = time.perf_counter()
+            f = Fetcher(cfg)
+            opens.append(time.perf_counter() - t0)
             try:
-                with Fetcher(cfg) as f:
-                    t1 = time.perf_counter()
-                    summary = f.run([u + "\n" for u in urls])
-                    run_s = time.perf_counter() - t1
-                run_fresh = summary.skipped_fresh
-                run_requests = sum(emu.counts.values()) - total_requests
-                run_note = f"Fetcher.run: {run_fresh} skipped as fresh"
-            except Exception as exc:
-                run_note = f"Fetcher.run failed: {type(exc).__name__}: {exc}"[:150]
+                t1 = time.perf_counter()
+                recs2 = f.fetch_many(urls)
+                pass_samples.append(time.perf_counter() - t1)
+            finally:
+                f.close()
+            ok2 = min(ok2, sum(not isinstance(r, Exception) and r.status == "ok"
+                               for r in recs2))
+            del recs2
+            with Fetcher(cfg) as f:
+                t1 = time.perf_counter()
+                summary = f.run([u + "\n" for u in urls])
+                run_samples.append(time.perf_counter() - t1)
+            if summary.skipped_fresh != len(urls):
+                run_note = f"Fetcher.run: only {summary.skipped_fresh} skipped as fresh"
+            run_fresh = summary.skipped_fresh if run_fresh is None else min(
+                run_fresh, summary.skipped_fresh)
+        t_open, t_pass, run_s = min(opens), min(pass_samples), min(run_samples)
+        # Requests during the passes: fetch_many and run alike must make none.
+        total_requests = sum(emu.counts.values())
+        run_requests = total_requests
 
         # overhead: one Fetcher.fetch of a cached record vs the cache read beneath it
         from snapcache.cache import SnapshotCache
@@ -353,6 +362,7 @@ def run_warm(args: argparse.Namespace, results: dict[str, Any], tmp: Path) -> No
         "requests_during_pass": total_requests, "ok": ok2,
         "urls_per_s": len(urls) / t_pass, "run_s": run_s, "run_fresh": run_fresh,
         "run_requests": run_requests, "run_note": run_note,
+        "pass_samples": pass_samples, "run_samples": run_samples,
     }
     valid = total_requests == 0 and ok2 == len(urls)
     results["warm"]["valid"] = valid
@@ -360,18 +370,19 @@ def run_warm(args: argparse.Namespace, results: dict[str, Any], tmp: Path) -> No
         "Warm run (records fresh in the store)",
         ["figure", "value"],
         [["URLs", len(urls)],
-         ["Fetcher.fetch_many(urls) wall s", f"{t_pass:.2f}"],
+         [f"Fetcher.fetch_many(urls) wall s, best of {WARM_PASSES}", f"{t_pass:.2f}"],
+         ["  every pass", " / ".join(f"{x:.2f}" for x in pass_samples)],
          ["URLs per second", f"{len(urls) / t_pass:,.0f}"],
-         ["requests sent during the pass", total_requests],
-         ["records ok", f"{ok2}/{len(urls)}"],
-         ["Fetcher.run(lines) wall s (same store, 3rd pass)",
-          "n/a" if run_s is None else f"{run_s:.2f}"],
-         ["requests sent during Fetcher.run", "n/a" if run_requests is None else run_requests],
+         ["records ok (worst pass)", f"{ok2}/{len(urls)}"],
+         [f"Fetcher.run(lines) wall s, best of {WARM_PASSES}", f"{run_s:.2f}"],
+         ["  every pass", " / ".join(f"{x:.2f}" for x in run_samples)],
+         ["requests sent during every pass", total_requests],
          ["Fetcher() open s (not in the pass)", f"{t_open:.3f}"],
          ["pre-fill (cold, no limits, concurrency 16) s", f"{fill:.1f}"],
          ["pre-fill URLs per second", f"{len(urls) / fill:,.0f}"]],
         ["pre-fill: every record fetched from the emulator once, 2 playback requests each "
-         "(budgets raised); the timed pass is a second fetch_many over the same URLs",
+         "(budgets raised); then fetch_many and Fetcher.run over the same URLs in turn, "
+         f"{WARM_PASSES} times, each in a new Fetcher",
          "pre-fill speed is bounded by the in-process emulator (stdlib http.server sharing "
          "the GIL, ~140 requests/s on its own), not a figure of snapcache's",
          run_note,
@@ -528,9 +539,20 @@ def targets(results: dict[str, Any]) -> None:
         row(name, target, value, met)
     warm = results.get("warm")
     if warm:
-        row(f"warm {warm['n']:,} records", f"< {TARGET_WARM_S} s",
+        row(f"warm {warm['n']:,} records, fetch_many", f"< {TARGET_WARM_S} s",
             f"{warm['pass_s']:.2f} s, {warm['requests_during_pass']} requests",
             warm["valid"] and warm["pass_s"] < TARGET_WARM_S)
+        if warm.get("run_s") is not None:
+            row(f"warm {warm['n']:,} records, Fetcher.run", f"< {TARGET_WARM_S} s",
+                f"{warm['run_s']:.2f} s, {warm['run_requests']} requests",
+                warm["run_requests"] == 0 and warm["run_s"] < TARGET_WARM_S)
+    sizes = results.get("store")
+    if sizes:
+        big = sizes[-1]
+        for name, limit in store_bench.TARGETS_S.items():
+            row(f"snapcache {name} at {big['n']:,} records", f"< {limit:g} s",
+                f"{big[name]['s']:.2f} s (CPU {big[name]['cpu_s']:.2f} s)",
+                big[name]["returncode"] == 0 and big[name]["s"] < limit)
     ex = results.get("extract")
     if ex:
         row("PDF preview median (10-page docs)", f"< {TARGET_PDF_MS:.0f} ms",

@@ -31,7 +31,7 @@ from .policy import (
     merge,
 )
 from .records import FIELD_ORDER, SCHEMA_VERSION, Record, RecordFormatError, Status
-from .store import SnapshotCache
+from .store import SnapshotCache, read_ahead
 from .times import (
     parse_iso,
     parse_timestamp14,
@@ -74,6 +74,7 @@ __all__ = [
     "merge",
     "parse_iso",
     "parse_timestamp14",
+    "read_ahead",
     "to_iso",
     "to_timestamp14",
     "utc_now",

@@ -48,9 +48,12 @@ def to_iso(moment: datetime) -> str:
     Fractions of a second are dropped, not rounded. Raises ``TypeError`` for a non-datetime
     and ``ValueError`` for a naive one.
     """
-    require_aware(moment, "moment")
-    plain = moment.astimezone(UTC).replace(microsecond=0, tzinfo=None)
-    return plain.isoformat() + "Z"
+    if type(moment) is not datetime or moment.tzinfo is not UTC:
+        # Times in UTC already (every time snapcache computes) skip the checks and the
+        # conversion: freshness formats one per URL planned.
+        require_aware(moment, "moment")
+        moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def parse_iso(text: str) -> datetime:

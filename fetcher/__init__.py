@@ -9,9 +9,13 @@ Public surface::
 See the README's Layout section for the modules and their layers.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from snapcache.cache import Record
 
-from .api import AsyncFetcher, Fetcher
 from .config import Config, load_config
 from .errors import (
     ArchiveError,
@@ -33,9 +37,38 @@ from .errors import (
     WrongEventLoopError,
 )
 from .ids import mint_stable_id, resource_id
-from .protocols import FetchEngine, Plan
-from .runner import RunControl, RunEvent, RunOptions, RunPolicy, RunSummary, SaveOptions
-from .transport import PoolState, TransportStats
+
+if TYPE_CHECKING:
+    from .api import AsyncFetcher, Fetcher
+    from .protocols import FetchEngine, Plan
+    from .runner import RunControl, RunEvent, RunOptions, RunPolicy, RunSummary, SaveOptions
+    from .transport import PoolState, TransportStats
+
+#: The fetching layers, imported on first use of one of their names: they bring the HTTP
+#: client, the archive protocol and the extractors, which the command line's read-only
+#: commands (stats, list, show, export) never use, and which take longer to import than
+#: those commands take to run.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(("AsyncFetcher", "Fetcher"), "api"),
+    **dict.fromkeys(("FetchEngine", "Plan"), "protocols"),
+    **dict.fromkeys(("RunControl", "RunEvent", "RunOptions", "RunPolicy", "RunSummary",
+                     "SaveOptions"), "runner"),
+    **dict.fromkeys(("PoolState", "TransportStats"), "transport"),
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "ArchiveError",

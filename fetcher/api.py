@@ -8,20 +8,30 @@ the library imports this module; it sits on top.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
-from snapcache.cache import Record, Store
+from snapcache.cache import Record, Store, read_ahead
 
 from .config import Config, load_config
 from .engine import Engine
 from .errors import FetcherClosedError, SnapcacheError, WrongEventLoopError
-from .ids import parse_target
+from .ids import parse_target, resource_id
 from .protocols import Plan
-from .runner import RunControl, RunEvent, Runner, RunOptions, RunPolicy, RunSummary, Sources
+from .runner import (
+    PLAN_BATCH,
+    RunControl,
+    RunEvent,
+    Runner,
+    RunOptions,
+    RunPolicy,
+    RunSummary,
+    Sources,
+)
 from .save import Saver, SaveStats
 from .sources import Format
 from .stores import configured_dsn, open_store
@@ -34,6 +44,17 @@ if TYPE_CHECKING:
     from .worker import JobEvent, WorkerPolicy, WorkerSummary
 
 T = TypeVar("T")
+
+
+def _probable_ids(urls: Iterable[str]) -> Iterator[str]:
+    """The resource ID each of ``urls`` has unless it was moved (then the store knows
+    another), for reading their records ahead; a URL no ID can be made of is left out
+    (planning it says why)."""
+    for url in urls:
+        try:
+            yield resource_id(url)
+        except UnicodeError:  # a lone surrogate: no URL
+            continue
 
 
 def shared_limiter(config: Config) -> RateLimiter | None:
@@ -202,11 +223,41 @@ class AsyncFetcher:
         async def one(u: str) -> Record | SnapcacheError:
             async with gate:
                 try:
+                    # Planned again when its turn comes: an attempt made meanwhile (the
+                    # same URL listed twice) may have left it fresh.
                     return await self.fetch(u, at=at, force=force, full=full)
                 except SnapcacheError as exc:
                     return exc
 
-        return list(await asyncio.gather(*(one(u) for u in urls)))
+        # A fresh record is answered here, without a task of its own: over a warm list the
+        # tasks took a fifth of the time. A URL that needs a request gets its task
+        # at once; URLs are planned in batches (their records read together), and the loop
+        # runs the fetches in flight between batches.
+        slots: list[Record | SnapcacheError | asyncio.Task[Record | SnapcacheError]] = []
+        tasks: list[asyncio.Task[Record | SnapcacheError]] = []
+        pending = iter(urls)
+        try:
+            while batch := list(itertools.islice(pending, PLAN_BATCH)):
+                with read_ahead(self.cache, _probable_ids(batch)):
+                    for url in batch:
+                        try:
+                            plan = self._engine.plan(url, at, force, full=full)
+                        except SnapcacheError as exc:
+                            slots.append(exc)
+                            continue
+                        if not plan.due and plan.existing is not None:
+                            slots.append(plan.existing)
+                        else:
+                            tasks.append(asyncio.ensure_future(one(url)))
+                            slots.append(tasks[-1])
+                await asyncio.sleep(0)
+            if tasks:
+                await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:  # cancelled, or failed: no fetch outlives the call
+                task.cancel()
+            raise
+        return [slot.result() if isinstance(slot, asyncio.Task) else slot for slot in slots]
 
     async def run(self, sources: Sources, **options: Unpack[RunOptions]) -> RunSummary:
         """Run over a source list (a path, a binary file, or an iterable of lines): fetch

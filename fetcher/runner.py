@@ -14,6 +14,7 @@ IDs seen so far are kept (to fetch duplicates once).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import threading
 import time
@@ -24,10 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final, Literal, TypedDict
 
-from snapcache.cache import Record, StableIdConflictError, utc_now_iso
+from snapcache.cache import Record, StableIdConflictError, read_ahead, utc_now_iso
 
 from .config import Config
 from .errors import ArchiveUnreachableError, DeferredError, InputError
+from .ids import resource_id
 from .protocols import FetchEngine, Plan
 from .save import Saver, needs_poll, needs_save
 from .sources import Format, SourceEntry, SourceError, parse_sources
@@ -35,6 +37,10 @@ from .transport import wait_at_most
 
 #: How long in-flight URLs may finish after a stop request before they are abandoned.
 STOP_GRACE_SECONDS: Final = 5.0
+#: URLs planned together: their records are read from the store in one query and parsed
+#: together (:func:`~snapcache.cache.read_ahead`); read one by one, they took a sixth of a
+#: warm run's time, and parsed one by one nearly twice as long.
+PLAN_BATCH: Final = 100
 #: Until some attempt of a run has reached an archive, URLs are tried one at a time, and
 #: after this many in a row could not connect at all (host unresolvable, connection
 #: refused), the run stops: the archive cannot be reached, most likely we are offline.
@@ -365,13 +371,22 @@ class Runner:
         return plan
 
     async def produce(self, sources: Sources, fmt: Format | None) -> None:
-        """Read the list and queue every fetch to make, until it ends or a stop."""
-        for item in read_sources(sources, fmt):
-            if self.control.stopped:
-                return
-            plan = self.triage(item)
-            if plan is not None and isinstance(item, SourceEntry):
-                await self.queue.put((item, plan))
+        """Read the list and queue every fetch to make, until it ends or a stop.
+
+        Lines are planned :data:`PLAN_BATCH` at a time, their records read together."""
+        items = read_sources(sources, fmt)
+        while batch := list(itertools.islice(items, PLAN_BATCH)):
+            due: list[tuple[SourceEntry, Plan]] = []
+            ids = [resource_id(i.url) for i in batch if isinstance(i, SourceEntry)]
+            with read_ahead(self.engine.store, ids):
+                for item in batch:
+                    if self.control.stopped:
+                        return
+                    plan = self.triage(item)
+                    if plan is not None and isinstance(item, SourceEntry):
+                        due.append((item, plan))
+            for job in due:
+                await self.queue.put(job)
 
     # -- fetching ----------------------------------------------------------------------
 

@@ -204,7 +204,8 @@ def rule_violations(graph: Graph) -> list[str]:
                 if any(within(imp.module, f) for f in rule.forbidden):
                     problems.append(f"{rule.name}: {module} imports {imp.module} "
                                     f"(line {imp.line})")
-            library = not within(module, "snapcache.cli")
+            # ``python -m snapcache`` is the command line's second entry point, not library.
+            library = not within(module, "snapcache.cli") and module != "snapcache.__main__"
             if library and within(imp.module, "snapcache.cli"):
                 problems.append(f"no library module imports the CLI: {module} imports "
                                 f"{imp.module} (line {imp.line})")

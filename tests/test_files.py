@@ -151,9 +151,18 @@ def test_a_state_file_that_is_a_link_is_refused_and_never_written_through(
     else:
         assert victim.read_bytes() == b"precious"
     cfg = write_config(tmp_path, NOWHERE)
-    out = run("--config", str(cfg), "show", "https://example.com/ok")
+    # A command that fetches opens the state file first, and stops there.
+    out = run("--config", str(cfg), "fetch", "https://example.com/ok")
     assert out.returncode == 1 and "rl.sqlite" in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+    # One that only reads the store never opens it.
+    shown = run("--config", str(cfg), "show", "https://example.com/ok")
+    assert shown.returncode == 1 and "no record" in shown.stderr, shown.stderr
+    assert "rl.sqlite" not in shown.stderr
+    if dangling:
+        assert not victim.exists()
+    else:
+        assert victim.read_bytes() == b"precious"
 
 
 def test_a_new_state_file_is_private(tmp_path: Path) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from snapcache.errors import InputError
 from snapcache.ids import (
+    MAX_URL_LENGTH,
     check_url,
     is_stable_id,
     mint_stable_id,
@@ -122,6 +124,70 @@ def test_check_url_either_accepts_or_raises_input_error(text: str) -> None:
     except InputError:
         return
     assert out.startswith(("http://", "https://", "HTTP://", "HTTPS://")) or "://" in out
+
+
+def _split_judge(url: str) -> tuple[str, str] | str:
+    """check_url and parse_target's host as they were before their short cut for plain
+    URLs, by urlsplit alone: the stripped URL and its ``host[:port]``, or why it is
+    refused. The oracle for the short cut."""
+    stripped = url.strip()
+    if not stripped:
+        return "empty URL"
+    if len(stripped.encode("utf-8", "surrogatepass")) > MAX_URL_LENGTH:
+        return f"URL longer than {MAX_URL_LENGTH} bytes"
+    if re.search(r"[\x00-\x1f\x7f-\x9f]", stripped):
+        return "URL contains control characters"
+    if re.search(r"\s", stripped):
+        return "URL contains whitespace"
+    try:
+        stripped.encode("utf-8")
+    except UnicodeEncodeError:
+        return "URL is not valid Unicode (a lone surrogate)"
+    try:
+        parts = urlsplit(stripped)
+        port = parts.port
+    except ValueError as exc:
+        return f"unparsable URL: {exc}"
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"not an http(s) URL (scheme {parts.scheme or 'missing'!r})"
+    if not parts.hostname:
+        return "URL has no host"
+    host = parts.hostname.lower()
+    return stripped, host if port is None else f"{host}:{port}"
+
+
+_AUTHORITY = st.text(alphabet=st.sampled_from(list("aZ09.-:@[]%_\\")), max_size=12)
+_PORTS = st.sampled_from(["", ":", ":0", ":80", ":00080", ":65535", ":65536", ":99999", ":8a"])
+_ARCHIVED = "/web/2020/https://x.org/"
+
+
+@settings(max_examples=400)
+@example("HTTPS://", "Archive.Example", ":00080", _ARCHIVED)
+@example("http://", "a.b", ":65536", "/")
+@example("http://", "a@b", "", _ARCHIVED)
+@given(st.sampled_from(["http://", "HTTPS://", "hTtp://", "ftp://", "http:/", "https:///"]),
+       _AUTHORITY, _PORTS,
+       st.sampled_from(["", "/", "/a?b#c", "?q", "#f", "/../x", "\\x", "/\u00e9", ":1/",
+                        _ARCHIVED]))
+def test_plain_urls_are_accepted_and_split_exactly_as_urlsplit_splits_them(
+    scheme: str, authority: str, port: str, tail: str
+) -> None:
+    url = scheme + authority + port + tail
+    judged = _split_judge(url)
+    try:
+        checked = check_url(url)
+    except InputError as exc:
+        assert str(exc) == judged
+        return
+    assert isinstance(judged, tuple) and checked == judged[0]
+    # Configured as an archive host under the name urlsplit gives it, the URL's own host
+    # makes it an archive URL: parse_target must name the host and port the same way.
+    if urlsplit(url).path == _ARCHIVED:
+        try:
+            target = parse_target(url, frozenset({judged[1]}))
+        except InputError:
+            return  # its host is not one a replay URL may hold (a dot segment)
+        assert (target.original, target.at) == ("https://x.org/", "20200101000000")
 
 
 def test_every_resource_id_in_the_wiki_corpus_is_reproduced() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from snapcache import Fetcher
 from snapcache.archive import WaybackArchive
@@ -74,6 +74,16 @@ def test_ordinary_segments_are_no_dot_segments(path: str) -> None:
 def test_dot_segments_in_every_spelling_are_found_and_named(path: str, said: str) -> None:
     found = find_dot_segment(path)
     assert found is not None and said in found
+
+
+@settings(max_examples=600)
+@given(st.text(alphabet=st.sampled_from(list("./\\;=a \t\r\n\x00\x0b\x0c")), max_size=24))
+def test_ascii_paths_without_escapes_are_judged_as_the_decoding_rounds_judge_them(
+    path: str,
+) -> None:
+    # Such paths take a short cut (no decoding round can change them); a last segment
+    # that is not ASCII sends the same path through the rounds, and must change nothing.
+    assert find_dot_segment(path) == find_dot_segment(path + "/\u00e9")
 
 
 def _rfc3986_remove_dot_segments(path: str) -> str:

@@ -1,24 +1,57 @@
 """The ``snapcache`` command group: the ``--config`` option, the last-resort error guard,
-and every command, added explicitly from the modules that define them."""
+and every command, listed in :data:`COMMANDS` with the module that defines it."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
+from typing import Final
 
 import click
 from snapcache.cache.errors import UnsafeLocationError
 
 from ..config import LegacyStoreWarning, legacy_store_note, load_config
-from ..demo import demo_archive
 from ..errors import ConfigError, SnapcacheError
 from .common import DAMAGED_SKIPPED, EXIT_SOME_FAILED, EXIT_USAGE, die, exit_closed_pipe
-from .db import copy_store_command, db
-from .queue import enqueue, queue_status, worker
-from .records import export, list_records, stats
-from .run import refetch, run
-from .serve import serve
-from .single import fetch, move, save, show
+
+#: The demo archive's command, which runs without a configuration of its own.
+DEMO_COMMAND: Final = "demo-archive"
+
+#: Every command: its name, then the module (relative to this package) and the name that
+#: define it. A command's module is imported only when that command runs (``--help``
+#: imports them all, for their summaries): ``stats`` or ``show`` would otherwise spend
+#: longer importing the HTTP client, the extractors and the server than doing its work.
+COMMANDS: Final[dict[str, tuple[str, str]]] = {
+    "fetch": (".single", "fetch"),
+    "show": (".single", "show"),
+    "move": (".single", "move"),
+    "save": (".single", "save"),
+    "run": (".run", "run"),
+    "refetch": (".run", "refetch"),
+    "export": (".records", "export"),
+    "list": (".records", "list_records"),
+    "stats": (".records", "stats"),
+    "db": (".db", "db"),
+    "copy-store": (".db", "copy_store_command"),
+    "serve": (".serve", "serve"),
+    DEMO_COMMAND: ("..demo", "demo_archive"),
+    "enqueue": (".queue", "enqueue"),
+    "worker": (".queue", "worker"),
+    "queue": (".queue", "queue_status"),
+}
+
+
+def load_command(name: str) -> click.Command | None:
+    """The command called ``name`` (its module imported now), or None for no command."""
+    where = COMMANDS.get(name)
+    if where is None:
+        return None
+    module, attribute = where
+    command = getattr(importlib.import_module(module, __package__), attribute)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{module}.{attribute} is not a click command")
+    return command
 
 
 class _Group(click.Group):
@@ -28,7 +61,13 @@ class _Group(click.Group):
     file refused as unsafe (others could write it) exits 2, as any unusable setting does.
     A command that skipped damaged records (and named them) exits 1 once it is done. A
     closed output pipe (``| head``) is no error: every command then ends quietly with exit
-    141."""
+    141. Its commands are loaded on demand (:data:`COMMANDS`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return load_command(cmd_name)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -62,7 +101,7 @@ class _Group(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """snapcache: keep cited sources readable through the Wayback Machine."""
-    if ctx.invoked_subcommand == demo_archive.name:
+    if ctx.invoked_subcommand == DEMO_COMMAND:
         # The demo writes its own config; a stale $SNAPCACHE_CONFIG (an earlier demo's,
         # since removed) must not stop it from starting.
         ctx.obj = {}
@@ -79,24 +118,6 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = {"config": config}
 
 
-cli.add_command(fetch)
-cli.add_command(show)
-cli.add_command(move)
-cli.add_command(save)
-cli.add_command(run)
-cli.add_command(refetch)
-cli.add_command(export)
-cli.add_command(list_records)
-cli.add_command(stats)
-cli.add_command(db)
-cli.add_command(copy_store_command)
-cli.add_command(serve)
-cli.add_command(demo_archive)
-cli.add_command(enqueue)
-cli.add_command(worker)
-cli.add_command(queue_status)
-
-
 def main() -> None:
     """Console-script entry point."""
     try:
@@ -110,4 +131,4 @@ def main() -> None:
         exit_closed_pipe()
 
 
-__all__ = ["cli", "main"]
+__all__ = ["COMMANDS", "DEMO_COMMAND", "cli", "load_command", "main"]

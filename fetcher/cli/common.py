@@ -14,17 +14,22 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from typing import Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import click
+from snapcache.cache.contract import Store
 from snapcache.cache.errors import StoreDamagedError, StoreUnavailableError
 from snapcache.cache.records import STATUSES, Record, RecordFormatError
 
-from ..api import Fetcher
 from ..config import Config
 from ..display import clean
 from ..errors import SnapcacheError, StateFileError
-from ..runner import Verdict
+
+if TYPE_CHECKING:
+    # The facade brings the HTTP client and the extractors: only the commands that fetch
+    # import it (in open_fetcher), not those that only read the store.
+    from ..api import Fetcher
+    from ..runner import Verdict
 
 EXIT_OK: Final = 0
 EXIT_SOME_FAILED: Final = 1
@@ -82,10 +87,29 @@ def exit_closed_pipe() -> NoReturn:
 
 def open_fetcher(ctx: click.Context) -> Fetcher:
     """A :class:`Fetcher` on the group's config, or exit 2 with why the cache cannot open."""
+    from ..api import Fetcher
+
     config: Config = ctx.obj["config"]
     try:
         return Fetcher(config)
     except (StoreDamagedError, StoreUnavailableError, StateFileError):
+        raise  # a damaged or unwritable file: the group's guard names it, exit 1
+    except SnapcacheError as exc:
+        die(str(exc))
+    except OSError as exc:
+        die(f"cannot open the cache at {config.cache_path}: {exc}")
+
+
+def open_store(ctx: click.Context) -> Store:
+    """The group's configured store alone, for the commands that only read it (no HTTP
+    client, no rate-limit state, no extraction workers), or exit 2 with why it cannot
+    open, as :func:`open_fetcher` does."""
+    from ..stores import open_store as open_configured
+
+    config: Config = ctx.obj["config"]
+    try:
+        return open_configured(config)
+    except (StoreDamagedError, StoreUnavailableError):
         raise  # a damaged or unwritable file: the group's guard names it, exit 1
     except SnapcacheError as exc:
         die(str(exc))
@@ -101,13 +125,19 @@ def report_damaged(exc: RecordFormatError) -> None:
         ctx.meta[DAMAGED_SKIPPED] = True
 
 
-def select_records(fetcher: Fetcher, statuses: Iterable[str]) -> Iterator[Record]:
-    """Stored records whose status or last outcome is one of ``statuses`` (all if empty).
+def stored_records(store: Store, statuses: Iterable[str]) -> Iterator[Record]:
+    """Records of ``store`` whose status or last outcome is one of ``statuses`` (all if
+    empty).
 
     A damaged record is reported (:func:`report_damaged`) and skipped: the others follow.
     """
     wanted = set(statuses)
-    yield from fetcher.cache.records(statuses=wanted or None, on_damaged=report_damaged)
+    yield from store.records(statuses=wanted or None, on_damaged=report_damaged)
+
+
+def select_records(fetcher: Fetcher, statuses: Iterable[str]) -> Iterator[Record]:
+    """The fetcher's stored records with one of ``statuses`` (see :func:`stored_records`)."""
+    yield from stored_records(fetcher.cache, statuses)
 
 
 __all__ = [
@@ -125,6 +155,8 @@ __all__ = [
     "exit_closed_pipe",
     "exit_code_for",
     "open_fetcher",
+    "open_store",
     "report_damaged",
     "select_records",
+    "stored_records",
 ]

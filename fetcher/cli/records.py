@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-from snapcache.cache import SnapshotCache
+from snapcache.cache import SnapshotCache, Store
 from snapcache.cache.files import is_temp_name
 from snapcache.cache.records import FIELD_ORDER
 
-from ..api import Fetcher
-from .common import STATUS_CHOICE, clean, open_fetcher, report_damaged, select_records
+from .common import STATUS_CHOICE, clean, open_store, report_damaged, stored_records
 from .outfile import check_output_path, write_atomically
 from .render import human_iso, human_size
 
@@ -44,32 +43,31 @@ def export(ctx: click.Context, fmt: str, output: str | None, statuses: tuple[str
     """Every record, with the same fields as `fetch --json`, in a stable field order."""
     # Checked before the store is opened: nothing is created for a refused path.
     dest = None if output is None else (output, check_output_path(output, ctx.obj["config"]))
-    fetcher = open_fetcher(ctx)
+    store = open_store(ctx)
     try:
         if dest is None:
-            _write_export(fetcher, sys.stdout, fmt, statuses)
+            _write_export(store, sys.stdout, fmt, statuses)
         else:
             shown, target = dest
-            write_atomically(target, shown, lambda fh: _write_export(fetcher, fh, fmt, statuses))
+            write_atomically(target, shown, lambda fh: _write_export(store, fh, fmt, statuses))
     finally:
-        fetcher.close()
+        store.close()
 
 
-def _write_export(fetcher: Fetcher, fh: IO[str], fmt: str, statuses: Iterable[str]) -> None:
+def _write_export(store: Store, fh: IO[str], fmt: str, statuses: Iterable[str]) -> None:
     if fmt == "csv":
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(FIELD_ORDER)
-        for record in select_records(fetcher, statuses):
+        for record in stored_records(store, statuses):
             data = record.to_json_dict()
             writer.writerow([_csv_value(data[name]) for name in FIELD_ORDER])
     else:
-        cache = fetcher.cache
         # The diskcache store hands out the stored text of the records it wrote, unparsed:
         # the same lines, at a fraction of the cost (exports of 100,000 records).
         lines = (
-            cache.record_texts(statuses=set(statuses) or None, on_damaged=report_damaged)
-            if isinstance(cache, SnapshotCache)
-            else (record.to_json() for record in select_records(fetcher, statuses))
+            store.record_texts(statuses=set(statuses) or None, on_damaged=report_damaged)
+            if isinstance(store, SnapshotCache)
+            else (record.to_json() for record in stored_records(store, statuses))
         )
         for line in lines:
             fh.write(line + "\n")
@@ -90,11 +88,11 @@ LIST_FIELDS: tuple[str, ...] = (
 def list_records(ctx: click.Context, statuses: tuple[str, ...], as_json: bool) -> None:
     """List records: a table on a terminal, tab-separated lines otherwise."""
     header: tuple[str, ...] = ("resource_id", "stable_id", "status", "captured", "title", "url")
-    fetcher = open_fetcher(ctx)
+    store = open_store(ctx)
     try:
         # Only the listed fields: a whole record holds a preview of up to 3,000 characters.
         records = ({k: getattr(r, k) for k in LIST_FIELDS}
-                   for r in select_records(fetcher, statuses))
+                   for r in stored_records(store, statuses))
         if as_json:
             _write_lines(json.dumps(data, ensure_ascii=False, separators=(",", ":"))
                          for data in records)
@@ -113,7 +111,7 @@ def list_records(ctx: click.Context, statuses: tuple[str, ...], as_json: bool) -
         # however many records there are.
         _write_lines("\t".join(row) for row in itertools.chain([header], rows))
     finally:
-        fetcher.close()
+        store.close()
 
 
 def _write_lines(lines: Iterable[str]) -> None:
@@ -172,12 +170,12 @@ def _store_size(directory: Path) -> int:
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
     """Counts per outcome, oldest and newest fetch, cache size on disk."""
-    fetcher = open_fetcher(ctx)
+    store = open_store(ctx)
     try:
-        counted = fetcher.cache.stats(on_damaged=report_damaged)
-        directory = fetcher.cache.location
+        counted = store.stats(on_damaged=report_damaged)
+        directory = store.location
     finally:
-        fetcher.close()
+        store.close()
     # Measured after closing: while the store is open SQLite's log files sit beside it.
     # Temporary files (bodies being spilled, an export in progress) are not the store's.
     size = _store_size(Path(directory))

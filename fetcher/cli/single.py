@@ -17,6 +17,7 @@ from .common import (
     clean,
     die,
     open_fetcher,
+    open_store,
 )
 from .render import emit_record, render_card
 
@@ -75,18 +76,18 @@ def fetch(ctx: click.Context, urls: tuple[str, ...], at: str | None, force: bool
 @click.pass_context
 def show(ctx: click.Context, ident: str, as_json: bool, full_text: bool) -> None:
     """Show a stored record by resource ID, stable ID or URL. Makes no request."""
-    fetcher = open_fetcher(ctx)
+    store = open_store(ctx)
     try:
-        record = fetcher.lookup(ident)
+        record = store.lookup(ident.strip())
         if record is None:
             die(f"no record for {ident!r}", EXIT_SOME_FAILED)
         if full_text:
-            text = fetcher.cache.get_text(record.resource_id) or ""
+            text = store.get_text(record.resource_id) or ""
             click.echo(sanitize_text(text, keep_newlines=True))
             return
         emit_record(record, as_json)
     finally:
-        fetcher.close()
+        store.close()
 
 
 @click.command()

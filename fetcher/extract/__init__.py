@@ -21,11 +21,40 @@ processes capped in memory and time, which is how snapcache itself extracts. Not
 imports the rest of snapcache.
 """
 
-from .core import extract
-from .pool import DEFAULT_WORKERS, ExtractPool
-from .result import EXTRACTOR_VERSION, TITLE_MAX_CHARS, Extraction, ExtractLimits, Kind
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from .result import (
+    DEFAULT_WORKERS,
+    EXTRACTOR_VERSION,
+    TITLE_MAX_CHARS,
+    Extraction,
+    ExtractLimits,
+    Kind,
+)
 from .sanitize import sanitize_text
-from .sniff import decode_html
+
+if TYPE_CHECKING:
+    from .core import extract
+    from .pool import ExtractPool
+    from .sniff import decode_html
+
+#: Names imported on first use: the parsers (selectolax, pypdfium2) and charset detection
+#: take about 0.1 s to import, and the configuration and the command line's read-only
+#: commands need only the limits and the sanitiser.
+_LAZY = {"extract": "core", "ExtractPool": "pool", "decode_html": "sniff"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
 
 __all__ = [
     "DEFAULT_WORKERS",

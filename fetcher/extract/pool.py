@@ -30,17 +30,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
-from typing import Final
 
 from .core import extract
-from .result import TITLE_MAX_CHARS, Extraction, ExtractLimits, Kind
+from .result import DEFAULT_WORKERS, TITLE_MAX_CHARS, Extraction, ExtractLimits, Kind
 from .sniff import media_type, sniff
 from .worker import FRAME_HEADER, WORKER_MEMORY_EXIT, decode_extraction, frame
 
 __all__ = ["DEFAULT_WORKERS", "ExtractPool"]
-
-#: Worker processes in a pool unless told otherwise (``[preview] workers``).
-DEFAULT_WORKERS: Final = 2
 # Seconds a new worker may take to import the extractor and say it is ready.
 _START_SECONDS = 30.0
 # Documents one worker extracts before it is replaced: bounds slow growth of its heap.

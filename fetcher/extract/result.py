@@ -14,6 +14,7 @@ from typing import Final, Literal, get_args
 from .sanitize import sanitize_text
 
 __all__ = [
+    "DEFAULT_WORKERS",
     "KINDS",
     "PDF_STOP_MARGIN",
     "TITLE_MAX_CHARS",
@@ -37,6 +38,10 @@ KINDS: Final[frozenset[str]] = frozenset(get_args(Kind))
 EXTRACTOR_VERSION: Final = 2
 #: Seconds between the PDF's own time limit and the worker being killed.
 PDF_STOP_MARGIN: Final = 5.0
+#: Worker processes in an extraction pool unless told otherwise (``[preview] workers``).
+#: Here, not in :mod:`.pool`, so that the configuration reads it without importing the
+#: extractors.
+DEFAULT_WORKERS: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
