@@ -23,15 +23,23 @@ __all__ = ["MAX_URL_CHARS", "URL_PATTERN", "get_job", "post_fetch", "require_tok
 _BODY_KEYS: Final = frozenset({"urls", "force"})
 _NOT_IN_URL: Final = (r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
                       r"\u3000\ufeff")
+#: Characters that read as "." once normalised (NFKC): a host made of them alone is a dot
+#: segment, which the fetcher refuses. (Dots first, then the first other character: one
+#: way to match, so the pattern stays linear.)
+_DOTS: Final = r".\u2024\u2025\ufe52\uff0e"
 #: The URLs ``POST /v1/fetch`` takes, as the OpenAPI document states them and the server
 #: checks them (the same pattern, so the two cannot disagree): http(s), an optional user,
-#: a host name, an optional port (0-65535), then any path, query and fragment without white
-#: space or control characters. Everything it admits, the fetcher accepts too (IPv6
-#: literals are left out: their checks differ between URL parsers).
+#: a host name with at least one character that is not a dot, an optional port (0-65535),
+#: then any path, query and fragment without white space or control characters. The user
+#: and host hold no ``%``, ``;`` or ``\``: decoded, cut at a parameter or split at a
+#: backslash, they could spell the dot segment the fetcher refuses. Everything the pattern
+#: admits, the fetcher accepts too (IPv6 literals are left out: their checks differ
+#: between URL parsers).
 URL_PATTERN: Final = (
     r"^[Hh][Tt][Tt][Pp][Ss]?://"
-    rf"([^{_NOT_IN_URL}/?#@\[\]]*@)?"
-    rf"[^{_NOT_IN_URL}/?#@:\[\]]+"
+    rf"([^{_NOT_IN_URL}/?#@\[\]\\%;]*@)?"
+    rf"[{_DOTS}]*[^{_NOT_IN_URL}/?#@:\[\]\\%;{_DOTS}]"
+    rf"[^{_NOT_IN_URL}/?#@:\[\]\\%;]*"
     r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?"
     rf"([/?#][^{_NOT_IN_URL}]*)?$"
 )
