@@ -3,7 +3,7 @@ how their answers combine when none does."""
 
 from __future__ import annotations
 
-from .archive import Judge, Resolution, WaybackArchive
+from .archive import Resolution, WaybackArchive
 from .capture import KnownCapture, best_outcome
 from .config import Config
 from .errors import (
@@ -15,6 +15,7 @@ from .errors import (
     TransientError,
 )
 from .ids import timestamp_now
+from .judging import Judge
 from .transport import Transport
 
 

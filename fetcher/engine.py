@@ -16,7 +16,7 @@ from pathlib import Path
 
 from snapcache.cache import Record, Status, Store, TTLs, freshness, to_iso
 
-from .archive import Resolution, Served, Verdict, WaybackArchive
+from .archive import Resolution, WaybackArchive
 from .capture import KnownCapture
 from .chain import ArchiveChain
 from .config import Config
@@ -36,6 +36,7 @@ from .ids import (
     resource_id,
     timestamp_now,
 )
+from .judging import Served, Verdict
 from .junk import CaptureFacts, classify_capture, is_junk
 from .protocols import Plan
 from .transport import Response, Transport, TransportStats, url_deadline
