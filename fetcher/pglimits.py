@@ -39,7 +39,7 @@ from typing import Any, Final, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 from snapcache.cache.errors import CacheError
-from snapcache.cache.postgres.dsn import DEFAULT_CONNECT_TIMEOUT, connect, parse_dsn, scrub_dsn
+from snapcache.cache.postgres.dsn import connect, open_pool, scrub_dsn
 from snapcache.cache.postgres.dsn import scrub_message as scrub
 from snapcache.cache.postgres.schema import ensure_current
 
@@ -82,16 +82,11 @@ class PostgresLimiterState:
         self.location = scrub_dsn(dsn)
         self.scope = scope
         self.host = host if host is not None else socket.gethostname()
-        kwargs: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in parse_dsn(dsn):
-            kwargs["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
-        with connect(dsn, kwargs) as conn, self._errors():
+        with connect(dsn) as conn, self._errors():
             ensure_current(conn)
-        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            dsn, kwargs=kwargs, min_size=1, max_size=MAX_CONNECTIONS, open=True,
-            configure=_configure, check=ConnectionPool.check_connection,
-            timeout=LOCK_TIMEOUT_SECONDS, name="snapcache-limits",
-        )
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = open_pool(
+            dsn, max_size=MAX_CONNECTIONS, timeout=LOCK_TIMEOUT_SECONDS,
+            name="snapcache-limits", configure=_configure)
         self._closed = threading.Event()
 
     @property

@@ -7,13 +7,14 @@ instead, and :func:`scrub_message` removes the password from text that a driver 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import ProgrammingError
 from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
 
 from ..errors import CacheError
 
@@ -21,7 +22,9 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "SECRET_KEYS",
     "connect",
+    "connection_options",
     "is_postgres_dsn",
+    "open_pool",
     "parse_dsn",
     "scrub_dsn",
     "scrub_message",
@@ -101,12 +104,19 @@ def scrub_message(message: str, dsn: str) -> str:
     return message
 
 
+def connection_options(dsn: str) -> dict[str, Any]:
+    """The options every snapcache connection to ``dsn`` is made with: autocommit, and
+    :data:`DEFAULT_CONNECT_TIMEOUT` unless the DSN sets its own."""
+    options: dict[str, Any] = {"autocommit": True}
+    if "connect_timeout" not in parse_dsn(dsn):
+        options["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
+    return options
+
+
 def connect(dsn: str, kwargs: Mapping[str, Any] | None = None) -> psycopg.Connection[Any]:
     """One autocommit connection to ``dsn``; :class:`CacheError` without the password if
     the server cannot be reached."""
-    options: dict[str, Any] = {"autocommit": True, **(kwargs or {})}
-    if "connect_timeout" not in parse_dsn(dsn):
-        options.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    options = {**connection_options(dsn), **(kwargs or {})}
     try:
         return psycopg.connect(dsn, **options)
     except psycopg.Error as exc:
@@ -115,3 +125,17 @@ def connect(dsn: str, kwargs: Mapping[str, Any] | None = None) -> psycopg.Connec
             f"cannot connect to the PostgreSQL store at {scrub_dsn(dsn)}: "
             f"{scrub_message(str(exc), dsn).strip()}"
         ) from None
+
+
+def open_pool(
+    dsn: str, *, max_size: int, timeout: float, name: str,
+    configure: Callable[[psycopg.Connection[Any]], None] | None = None,
+) -> ConnectionPool[psycopg.Connection[Any]]:
+    """An open pool of up to ``max_size`` connections to ``dsn``, made with
+    :func:`connection_options`. Each connection is checked when taken: a server restart or
+    a dropped connection must not fail the next query."""
+    return ConnectionPool(
+        dsn, kwargs=connection_options(dsn), min_size=1, max_size=max_size, open=True,
+        configure=configure, check=ConnectionPool.check_connection, timeout=timeout,
+        name=name,
+    )

@@ -28,7 +28,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import CacheError
-from .dsn import DEFAULT_CONNECT_TIMEOUT, connect, parse_dsn, scrub_dsn, scrub_message
+from .dsn import connect, open_pool, scrub_dsn, scrub_message
 from .schema import ensure_current
 
 __all__ = ["DEFAULT_MAX_ATTEMPTS", "Job", "JobQueue", "NewJob", "PendingJob", "QueueCounts"]
@@ -121,15 +121,10 @@ class JobQueue:
     def __init__(self, dsn: str, *, max_connections: int = 4) -> None:
         self._dsn = dsn
         self.location = scrub_dsn(dsn)
-        kwargs: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in parse_dsn(dsn):
-            kwargs["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
-        with connect(dsn, kwargs) as conn, self._errors():
+        with connect(dsn) as conn, self._errors():
             ensure_current(conn)
-        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            dsn, kwargs=kwargs, min_size=1, max_size=max_connections, open=True,
-            check=ConnectionPool.check_connection, timeout=_POOL_TIMEOUT, name="snapcache-queue",
-        )
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = open_pool(
+            dsn, max_size=max_connections, timeout=_POOL_TIMEOUT, name="snapcache-queue")
         self._closed = threading.Event()
 
     def close(self) -> None:

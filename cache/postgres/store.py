@@ -58,7 +58,7 @@ from ..store import DEFAULT_HISTORY_LIMIT, DEFAULT_TIMEOUT
 from ..times import utc_now_iso
 from ..transfer import ResourceDump
 from . import tables
-from .dsn import DEFAULT_CONNECT_TIMEOUT, connect, parse_dsn, scrub_dsn, scrub_message
+from .dsn import connect, open_pool, scrub_dsn, scrub_message
 from .schema import ensure_current, latest_version, schema_version
 from .tables import Conn
 
@@ -122,9 +122,6 @@ class PostgresStore:
         self._history_limit = history_limit
         self._timeout = float(timeout)
         self._closed = False
-        self._kwargs: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in parse_dsn(dsn):
-            self._kwargs["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
         with self._connect() as conn:
             try:
                 self._version = ensure_current(conn) if migrate else self._check_current(conn)
@@ -133,17 +130,9 @@ class PostgresStore:
                     f"cannot open the PostgreSQL store at {self._location}: "
                     f"{scrub_message(str(exc), dsn).strip()}"
                 ) from None
-        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            dsn,
-            kwargs=self._kwargs,
-            min_size=1,
-            max_size=max_connections,
-            open=True,
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = open_pool(
+            dsn, max_size=max_connections, timeout=self._timeout, name="snapcache",
             configure=self._configure,
-            # A server restart or a dropped connection must not fail the next write.
-            check=ConnectionPool.check_connection,
-            timeout=self._timeout,
-            name="snapcache",
         )
 
     # ---------------------------------------------------------------------------------------
@@ -534,7 +523,7 @@ class PostgresStore:
 
     def _connect(self) -> psycopg.Connection[Any]:
         """One connection outside the pool (for the migrations on opening)."""
-        return connect(self._dsn, self._kwargs)
+        return connect(self._dsn)
 
     def _check_current(self, conn: Conn) -> int:
         version = schema_version(conn)
