@@ -136,7 +136,8 @@ class Record:
             raise RecordFormatError("field 'last_outcome' has an unknown value")
         if not all(isinstance(r, str) for r in data.get("redirects", [])):
             raise RecordFormatError("field 'redirects' must be a list of strings")
-        if not all(_skipped_entry(e) for e in data.get("skipped", [])):
+        skipped = data.get("skipped")
+        if skipped and not all(_skipped_entry(e) for e in skipped):
             raise RecordFormatError("field 'skipped' must be a list of objects of strings,"
                                     " integers and nulls")
         return cls(**data)

@@ -413,7 +413,7 @@ class WaybackArchive:
             return Resolution("blocked", requested, note=str(exc), cdx_queries=1)
         last: Walk | None = None
         for row in (r for r in candidates if r.timestamp not in passed):
-            if is_known_capture(row.timestamp, row.original, known) and known is not None:
+            if known is not None and is_known_capture(row.timestamp, row.original, known):
                 # The CDX names the stored capture as the newest good one: not fetched.
                 result = self._confirmed(known, requested, list(first.visited))
                 result.cdx_queries = 1

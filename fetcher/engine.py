@@ -37,7 +37,7 @@ from .ids import (
     timestamp_now,
 )
 from .judging import Served, Verdict
-from .junk import CaptureFacts, classify_capture, is_junk
+from .junk import HEAD_BYTES, TEXT_SCAN_CHARS, CaptureFacts, classify_capture, is_junk
 from .protocols import Plan
 from .transport import Response, Transport, TransportStats, url_deadline
 from .untrusted import HEADER_CHARS, NOTE_CHARS, URL_CHARS, clean_optional, clean_text
@@ -139,7 +139,7 @@ def capture_facts(response: Response, served: Served, extracted: Extracted) -> C
     headers, the head of its body), where the walk went, and what extraction found."""
     head = response.head
     if response.body is not None and len(response.body) > len(head):
-        head = response.body[:CLASSIFY_HEAD_BYTES]
+        head = response.body[:HEAD_BYTES]
     return CaptureFacts(
         requested_url=served.requested,
         final_url=served.original,
@@ -148,15 +148,10 @@ def capture_facts(response: Response, served: Served, extracted: Extracted) -> C
         headers=response.headers,
         content_type=extracted.content_type,
         title=extracted.title,
-        text=extracted.text[:CLASSIFY_TEXT_CHARS],
+        text=extracted.text[:TEXT_SCAN_CHARS],
         text_length=len(extracted.text),
-        head=head[:CLASSIFY_HEAD_BYTES],
+        head=head[:HEAD_BYTES],
     )
-
-
-#: What of a capture the classifier is given (it reads no more than this itself either).
-CLASSIFY_HEAD_BYTES = 64 * 1024
-CLASSIFY_TEXT_CHARS = 16 * 1024
 
 
 class Engine:
