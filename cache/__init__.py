@@ -30,8 +30,8 @@ from .policy import (
     is_confirmation,
     merge,
 )
-from .records import FIELD_ORDER, SCHEMA_VERSION, Record, RecordFormatError, Status
-from .store import SnapshotCache, read_ahead
+from .records import FIELD_ORDER, SCHEMA_VERSION, Record, RecordFacts, RecordFormatError, Status
+from .store import SnapshotCache, read_ahead, record_facts
 from .times import (
     parse_iso,
     parse_timestamp14,
@@ -55,6 +55,7 @@ __all__ = [
     "MergeResult",
     "NotFoundError",
     "Record",
+    "RecordFacts",
     "RecordFormatError",
     "SafeDisk",
     "SnapcacheError",
@@ -75,6 +76,7 @@ __all__ = [
     "parse_iso",
     "parse_timestamp14",
     "read_ahead",
+    "record_facts",
     "to_iso",
     "to_timestamp14",
     "utc_now",

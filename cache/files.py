@@ -10,6 +10,8 @@ their writer, and what an SQLite error says about the file it came from.
   start time). :func:`sweep_temp_files` removes those whose writer is gone, so a writer
   killed by SIGKILL leaves nothing behind for long; :func:`is_temp_name` tells them apart
   from the store's own files (``snapcache stats`` does not count them).
+* :func:`prepare_directory`: a store folder made (or checked) private, and swept of the
+  temporary files of writers that are gone, before the store opens it.
 * :func:`diagnose`: whether an SQLite (or OS) error means a damaged file or a place that
   cannot be written (read-only mount, permissions, full disk), in words for the user.
 
@@ -47,6 +49,7 @@ __all__ = [
     "diagnose",
     "file_kind",
     "is_temp_name",
+    "prepare_directory",
     "sweep_temp_files",
     "writer_token",
 ]
@@ -339,3 +342,17 @@ def diagnose(exc: BaseException, path: Path) -> FileProblem:
     ):
         return FileProblem(True, f"cannot be read ({exc})", _RESTORE)
     return FileProblem(False, f"cannot be used ({exc})", "check it, or choose another path")
+
+
+def prepare_directory(directory: Path) -> None:
+    """Create the cache folder private to the user (0700), or check the existing one, and
+    remove temporary files left by writers that are gone.
+
+    Raises :class:`~snapcache.cache.errors.UnsafeLocationError` for a folder of another
+    user or one writable by others (see :func:`check_private_directory`).
+    """
+    check_private_directory(directory)
+    # Spill files and exports of killed writers (up to the body cap each) would otherwise
+    # stay forever; the folder is ours alone, so names of older releases go too.
+    sweep_temp_files(directory, legacy=True)
+    sweep_temp_files(directory / SPILL_DIR, legacy=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from .records import FINAL_STATUSES, SCHEMA_VERSION, STATUSES, Record, Status
+from .records import FINAL_STATUSES, SCHEMA_VERSION, STATUSES, Record, RecordFacts, Status
 from .times import parse_iso, require_aware, to_iso
 
 __all__ = [
@@ -93,9 +93,10 @@ class Freshness:
 
 
 def freshness(
-    record: Record | None, now: datetime, ttls: TTLs, *, force: bool = False
+    record: Record | RecordFacts | None, now: datetime, ttls: TTLs, *, force: bool = False
 ) -> Freshness:
-    """Judge whether ``record`` is fresh at ``now``.
+    """Judge whether ``record`` (or its :class:`~snapcache.cache.records.RecordFacts`, which
+    hold every field read here) is fresh at ``now``.
 
     Judged from the latest attempt, not the latest success: ``last_attempt_at`` (or
     ``fetched_at`` for records without it) plus the TTL of ``last_outcome`` (or ``status``).
@@ -112,7 +113,7 @@ def freshness(
     return judged
 
 
-def _judge(record: Record, now: datetime, ttls: TTLs) -> Freshness:
+def _judge(record: Record | RecordFacts, now: datetime, ttls: TTLs) -> Freshness:
     stamp = record.last_attempt_at if record.last_attempt_at is not None else record.fetched_at
     if stamp is None:
         return Freshness(False, "never attempted", None)

@@ -156,6 +156,32 @@ class Record:
         return cls.from_json_dict(data)
 
 
+@dataclass(frozen=True, slots=True)
+class RecordFacts:
+    """The fields of a stored record that say who it is and when it is due again: what a
+    run needs to plan a URL whose record is fresh, without reading the whole record.
+
+    A store may keep these beside each record (the diskcache store does, in its summary)
+    so that a warm run over a long list reads a small row per URL, not every preview.
+    """
+
+    resource_id: str
+    stable_id: str
+    url: str
+    status: Status
+    last_outcome: Status | None
+    last_attempt_at: str | None
+    fetched_at: str | None
+    requested_timestamp: str | None
+
+    @classmethod
+    def of(cls, record: Record) -> RecordFacts:
+        """The facts of ``record``."""
+        return cls(record.resource_id, record.stable_id, record.url, record.status,
+                   record.last_outcome, record.last_attempt_at, record.fetched_at,
+                   record.requested_timestamp)
+
+
 def _skipped_entry(entry: object) -> bool:
     """Whether ``entry`` is a valid element of ``skipped``: a small flat object."""
     return isinstance(entry, dict) and len(entry) <= 16 and all(

@@ -17,9 +17,9 @@ extracted text itself):
 ==================  ==============================================================
 
 Beside diskcache's tables, the SQLite file holds ``snapcache_summary`` (:mod:`.summary`):
-per record its status, latest outcome and fetch time, kept by triggers in the same
-transaction as the record, so ``stats``, status filters and exports need not parse every
-record.
+per record its status, latest outcome and the rest of its ``RecordFacts``, kept by triggers
+in the same transaction as the record, so ``stats``, status filters, exports and the
+planning of a warm run need not parse every record.
 It was added after 0.1.0; that release ignores it (and its writes keep it right), and a
 store without it gets it built when opened.
 
@@ -50,11 +50,12 @@ from typing import Any, Final
 import diskcache
 from diskcache.core import MODE_RAW
 
+from .ahead import ReadAhead, read_facts, read_rows
 from .contract import HistoryEntry
 from .disk import SafeDisk
 from .errors import CacheError, DamagedRecordError, StoreDamagedError, StoreUnavailableError
-from .files import SPILL_DIR, check_private_directory, diagnose, sweep_temp_files
-from .records import FIELD_ORDER, SCHEMA_VERSION, STATUSES, Record, RecordFormatError
+from .files import diagnose
+from .records import FIELD_ORDER, SCHEMA_VERSION, STATUSES, Record, RecordFacts, RecordFormatError
 from .summary import (
     CANONICAL,
     CHECKED,
@@ -83,7 +84,6 @@ __all__ = [
     "Identity",
     "Rows",
     "dumps",
-    "prepare_directory",
 ]
 
 #: The SQLite file diskcache keeps in the folder.
@@ -107,8 +107,6 @@ _GET: Final = (
     "SELECT mode, filename, value FROM Cache"
     " WHERE key = ? AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)"
 )
-#: Keys per query of :meth:`Rows.read_ahead` (far below SQLite's limit on parameters).
-_AHEAD_BATCH: Final = 250
 
 #: diskcache's size limit and side-file threshold. This is a record store, not a cache that
 #: may forget: nothing is ever evicted, and no value is big enough to go to a side file
@@ -144,39 +142,8 @@ _SUMMARY: Final = schema(REC, REC_END, _RECORD_FORMAT)
 
 
 def _mark_of(key: str, record: Record, checked: int) -> Mark:
-    return (record.status, record.last_outcome, record.fetched_at, checked, key)
-
-
-def _parse_together(texts: list[str]) -> list[Any]:
-    """The JSON value of each of ``texts``, parsed as one array: one call of the parser
-    for them all, its keys made once (about half the time of a call each). Where that fails
-    or gives another count of values (a damaged text among them), a list of None.
-
-    Only a text that is not JSON on its own could join its neighbours into values that
-    look right; an accident (a text cut short, a flipped byte) cannot. The caller keeps a
-    value only where it names its own row, and parses any other text alone.
-    """
-    try:
-        values = json.loads("[" + ",".join(texts) + "]")
-    except (ValueError, RecursionError):
-        values = None
-    if isinstance(values, list) and len(values) == len(texts):
-        return values
-    return [None] * len(texts)
-
-
-def prepare_directory(directory: Path) -> None:
-    """Create the cache folder private to the user (0700), or check the existing one, and
-    remove temporary files left by writers that are gone.
-
-    Raises :class:`~snapcache.cache.errors.UnsafeLocationError` for a folder of another
-    user or one writable by others (see :func:`~snapcache.cache.files.check_private_directory`).
-    """
-    check_private_directory(directory)
-    # Spill files and exports of killed writers (up to the body cap each) would otherwise
-    # stay forever; the folder is ours alone, so names of older releases go too.
-    sweep_temp_files(directory, legacy=True)
-    sweep_temp_files(directory / SPILL_DIR, legacy=True)
+    return (record.status, record.last_outcome, record.fetched_at, record.stable_id,
+            record.url, record.last_attempt_at, record.requested_timestamp, checked, key)
 
 
 def store_error(exc: BaseException, directory: Path) -> CacheError:
@@ -222,6 +189,7 @@ class Rows:
         self._timeout = timeout
         self._closed = False
         self._readers = threading.local()
+        self._ahead = ReadAhead()
         try:
             self._cache: Any = diskcache.Cache(
                 str(directory),
@@ -323,60 +291,41 @@ class Rows:
                 con.execute("COMMIT")
 
     @contextlib.contextmanager
-    def read_ahead(self, rids: Iterable[str]) -> Iterator[None]:
+    def read_ahead(self, rids: Iterable[str], *, only_facts: bool = False) -> Iterator[None]:
         """Read the records of ``rids`` now, a few hundred per query, for this thread's
         next reads of them: inside the block, the first :meth:`record` (or :meth:`_get`)
         of each answers from what was read on entry (an absent row included), and later
-        ones read the file. What was not asked for is dropped on exit.
+        ones read the file. What was not asked for is dropped on exit (see :mod:`.ahead`).
 
-        A warm run reads one record per URL: a query each cost more than the SQL itself
-        (binding, stepping, a cursor per call), and parsing each text on its own took
-        nearly twice as long as parsing them together (:func:`_parse_together`).
+        With ``only_facts``, for :meth:`facts` instead: the summary's row of each record
+        (a few hundred bytes, not the record's few KB), and the record itself only where
+        that row is not checked.
         """
         wanted = list(dict.fromkeys(REC + rid for rid in rids))
-        rows: dict[str, tuple[str, Any] | None] = dict.fromkeys(wanted)
-        try:
-            now = time.time()
-            for start in range(0, len(wanted), _AHEAD_BATCH):
-                chunk = wanted[start : start + _AHEAD_BATCH]
-                query = (
-                    f"SELECT key, mode, filename, value FROM Cache WHERE key IN"
-                    f" ({','.join('?' * len(chunk))}) AND raw = 1"
-                    " AND (expire_time IS NULL OR expire_time > ?)"
-                )
-                for key, mode, filename, value in self._reader().execute(query, (*chunk, now)):
-                    if mode == MODE_RAW and filename is None and isinstance(value, str):
-                        rows[key] = (value, None)
-                    else:  # not stored as text: read, and refused, as _get always does
-                        del rows[key]
-        except _MISUSE:
-            raise
-        except _FILE_ERRORS as exc:
-            raise store_error(exc, self._directory) from exc
-        found = [(key, row[0]) for key, row in rows.items() if row is not None]
-        for (key, raw), value in zip(found, _parse_together([raw for _, raw in found]),
-                                     strict=True):
-            # A value is kept only where it is the record of its own key; any other text
-            # is parsed on its own when read, and named if damaged, as always.
-            if type(value) is dict and value.get("resource_id") == key[len(REC) :]:
-                rows[key] = (raw, value)
-        outer = getattr(self._readers, "ahead", None)
-        self._readers.ahead = rows
-        try:
+        with self._guard():
+            known = read_facts(self._reader().execute, wanted, REC) if only_facts else {}
+            rows = read_rows(self._reader().execute,
+                             [key for key in wanted if key not in known], REC)
+        with self._ahead.holding(rows, known):
             yield
-        finally:
-            self._readers.ahead = outer
 
-    def _ahead(self, key: str) -> tuple[bool, tuple[str, Any] | None]:
-        """Whether :meth:`read_ahead` holds ``key`` for this thread, and what (taken)."""
-        ahead: dict[str, tuple[str, Any] | None] | None = getattr(self._readers, "ahead", None)
-        if ahead is None or key not in ahead:
-            return False, None
-        return True, ahead.pop(key)
+    def facts(self, rid: str) -> RecordFacts | None:
+        """The facts of the record of ``rid`` (None if there is none): from its summary
+        row when that is checked, else from the record itself, read and checked as
+        :meth:`record` reads it (a damaged one raises the same error)."""
+        key = REC + rid
+        held, found = self._ahead.take_facts(key)
+        if not held:
+            with self._guard():
+                found = read_facts(self._reader().execute, [key], REC).get(key)
+        if found is not None:
+            return found
+        record = self.record(rid)
+        return None if record is None else RecordFacts.of(record)
 
     def _get(self, key: str) -> Any:
         """The raw value of one row (None if absent); file errors become typed errors."""
-        held, row = self._ahead(key)
+        held, row = self._ahead.take_row(key)
         if held:
             return None if row is None else row[0]
         try:
@@ -453,9 +402,13 @@ class Rows:
             with self.transaction():
                 rows = unchecked_rows(self._execute, after, _CHECK_BATCH)
                 marks: list[Mark] = []
-                for key, _raw, mode, filename, value in rows:
+                for key, expire_time, mode, filename, value in rows:
                     if mode != MODE_RAW or filename is not None or not isinstance(value, str):
                         continue  # left to the checked single read, which refuses it
+                    if expire_time is not None:
+                        # Given an expiry by another writer: once past it the row reads as
+                        # absent, which a checked summary row would contradict.
+                        continue
                     try:
                         record = self.parse_record(key[len(REC) :], value)
                     except RecordFormatError:
@@ -534,7 +487,7 @@ class Rows:
     def record(self, rid: str) -> Record | None:
         """Return the record of ``rid``; :class:`DamagedRecordError` (a
         ``RecordFormatError``) naming ``rid`` if it cannot be read."""
-        held, row = self._ahead(REC + rid)
+        held, row = self._ahead.take_row(REC + rid)
         if held and row is not None and row[1] is not None:
             try:
                 return Record.from_json_dict(row[1])  # its resource_id is rid: checked

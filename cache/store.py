@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final, Self
 from . import passes
 from .contract import HistoryEntry, StoreStats
 from .errors import CacheError, NotFoundError, StableIdConflictError
+from .files import prepare_directory
 from .identity import (
     check_resource_id,
     check_stable_id,
@@ -30,14 +31,16 @@ from .identity import (
     validated_json,
 )
 from .policy import merge
-from .records import Record, RecordFormatError
-from .rows import ALIAS, HIST, IDENT, REC, SID, TEXT, URL, Identity, Rows, dumps, prepare_directory
+from .records import Record, RecordFacts, RecordFormatError
+from .rows import ALIAS, HIST, IDENT, REC, SID, TEXT, URL, Identity, Rows, dumps
 from .times import utc_now_iso
 
 if TYPE_CHECKING:
     from .contract import Store
 
-__all__ = ["DEFAULT_HISTORY_LIMIT", "DEFAULT_TIMEOUT", "SnapshotCache", "read_ahead"]
+__all__ = [
+    "DEFAULT_HISTORY_LIMIT", "DEFAULT_TIMEOUT", "SnapshotCache", "read_ahead", "record_facts",
+]
 
 #: Attempt summaries kept per resource: enough to see a pattern of failures, small enough
 #: that the history of thousands of resources stays a few MB.
@@ -132,16 +135,30 @@ class SnapshotCache:
         """
         return self._rows.record(resource_id)
 
-    def read_ahead(self, resource_ids: Iterable[str]) -> AbstractContextManager[None]:
+    def facts(self, resource_id: str) -> RecordFacts | None:
+        """The :class:`RecordFacts` of a resource's record, or ``None`` if it has none.
+
+        Read from the record summary kept beside each record in the same transaction, so
+        without reading or parsing the record; from the record itself when the summary
+        cannot vouch for it (written by another release or by hand): then a corrupt record
+        raises :class:`RecordFormatError` exactly as :meth:`get` does.
+        """
+        return self._rows.facts(resource_id)
+
+    def read_ahead(
+        self, resource_ids: Iterable[str], *, only_facts: bool = False
+    ) -> AbstractContextManager[None]:
         """Read the records of ``resource_ids`` now, a few hundred per query, for this
         thread's :meth:`get` of each inside the ``with`` block: the first answers from the
         row as it was on entry (checked as every get checks it), later ones read the file
-        again. Other threads, and what was not asked for, are unaffected.
+        again. Other threads, and what was not asked for, are unaffected. With
+        ``only_facts``, the same for :meth:`facts` (and records only where their facts
+        need them).
 
         For callers about to read many records one by one (a warm run plans every URL of
         its list from the store): a query per record costs more than the record's SQL.
         """
-        return self._rows.read_ahead(resource_ids)
+        return self._rows.read_ahead(resource_ids, only_facts=only_facts)
 
     def by_stable_id(self, sid: str) -> Record | None:
         """Return the record holding stable ID ``sid`` (exactly as stored), or ``None``."""
@@ -545,12 +562,23 @@ def _stats(counts: Counter[str], fetched: list[str]) -> StoreStats:
     )
 
 
-def read_ahead(store: Store, resource_ids: Iterable[str]) -> AbstractContextManager[None]:
+def read_ahead(
+    store: Store, resource_ids: Iterable[str], *, only_facts: bool = False
+) -> AbstractContextManager[None]:
     """:meth:`SnapshotCache.read_ahead` for a store that has it; for any other store, a
     block that changes nothing (each record is read when asked for)."""
     if isinstance(store, SnapshotCache):
-        return store.read_ahead(resource_ids)
+        return store.read_ahead(resource_ids, only_facts=only_facts)
     return contextlib.nullcontext()
+
+
+def record_facts(store: Store, resource_id: str) -> RecordFacts | None:
+    """:meth:`SnapshotCache.facts` for a store that keeps them; for any other store, the
+    facts of its record (read whole)."""
+    if isinstance(store, SnapshotCache):
+        return store.facts(resource_id)
+    record = store.get(resource_id)
+    return None if record is None else RecordFacts.of(record)
 
 
 def _check_entry(entry: Mapping[str, object]) -> None:

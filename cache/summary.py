@@ -3,9 +3,9 @@ on, one small row per record, kept in the same SQLite file and the same transact
 record itself.
 
 ``snapcache_summary`` holds one row per ``rec:`` row of diskcache's ``Cache`` table: its
-key, and (once checked) the record's ``status``, ``last_outcome`` and ``fetched_at``, and
-whether the stored text is exactly the record's ``Record.to_json()`` (then an export writes
-it as it is, unparsed).
+key, and (once checked) the record's :class:`~snapcache.cache.records.RecordFacts`
+(``status``, ``last_outcome`` and ``fetched_at`` among them), and whether the stored text is
+exactly the record's ``Record.to_json()`` (then an export writes it as it is, unparsed).
 SQLite triggers on ``Cache`` insert a row for every new record row, reset it to *unchecked*
 whenever the record row is written, and delete it with the record row. They fire for every
 writer of the file: this release, an older one (0.1.0 has no summary, but keeps it right
@@ -15,6 +15,8 @@ only by this store, in the transaction that wrote or read the record and parsed 
 
 * checked rows are counted by SQL alone (partial indexes on ``status`` and on
   ``fetched_at``, for the oldest and newest fetch);
+* a checked row answers what planning a URL needs (:func:`facts`): a warm run reads one
+  small row per URL, not its record;
 * unchecked rows (a record another writer changed, or one that cannot be read) are read and
   parsed by the caller, so a damaged record is still reported, never counted or skipped.
 
@@ -37,6 +39,7 @@ from typing import Any, Final
 __all__ = [
     "CANONICAL",
     "CHECKED",
+    "FACT_COLUMNS",
     "TABLE",
     "UNCHECKED",
     "Counts",
@@ -44,6 +47,7 @@ __all__ = [
     "Mark",
     "counts",
     "ensure",
+    "facts",
     "has_unchecked",
     "is_current",
     "mark",
@@ -83,6 +87,7 @@ def schema(first: str, end: str, record_format: str) -> dict[str, tuple[str, str
         TABLE: ("table", (
             f"CREATE TABLE {TABLE} /* records checked as format {record_format} */"
             f" (key TEXT PRIMARY KEY, status TEXT, last_outcome TEXT, fetched_at TEXT,"
+            f" stable_id TEXT, url TEXT, last_attempt_at TEXT, requested_timestamp TEXT,"
             f" checked INTEGER NOT NULL DEFAULT {UNCHECKED}) WITHOUT ROWID")),
         # Partial indexes: counting reads only checked rows, and finding the unchecked ones
         # (normally none) costs nothing however many records there are.
@@ -160,20 +165,25 @@ def has_unchecked(execute: Execute) -> bool:
 
 def unchecked_rows(execute: Execute, after: str, limit: int) -> list[tuple[Any, ...]]:
     """Up to ``limit`` unchecked record rows with keys after ``after``, in key order:
-    ``(key, raw, mode, filename, value)`` as diskcache stored them."""
+    ``(key, expire_time, mode, filename, value)`` as diskcache stored them."""
     # CROSS JOIN keeps the summary as the outer loop (SQLite never reorders it): the
     # partial index of unchecked keys gives them in order, and only those rows of Cache,
     # values and all, are read.
     return execute(
-        f"SELECT c.key, c.raw, c.mode, c.filename, c.value FROM {TABLE} s"
+        f"SELECT c.key, c.expire_time, c.mode, c.filename, c.value FROM {TABLE} s"
         f" CROSS JOIN Cache c ON c.key = s.key AND c.raw = 1"
         f" WHERE s.checked = {UNCHECKED} AND s.key > ? ORDER BY s.key LIMIT ?",
         (after, limit),
     ).fetchall()
 
 
-Mark = tuple[str | None, str | None, str | None, int, str]
-"""What :func:`mark` records: ``(status, last_outcome, fetched_at, checked, key)``."""
+Mark = tuple[str | None, str | None, str | None, str, str, str | None, str | None, int, str]
+"""What :func:`mark` records: ``(status, last_outcome, fetched_at, stable_id, url,
+last_attempt_at, requested_timestamp, checked, key)``."""
+
+#: The columns of :func:`facts` rows after the key, in the order of ``RecordFacts``.
+FACT_COLUMNS: Final = ("stable_id", "url", "status", "last_outcome", "last_attempt_at",
+                       "fetched_at", "requested_timestamp")
 
 
 def mark(execute_many: Callable[[str, list[Mark]], object], marks: list[Mark]) -> None:
@@ -183,10 +193,26 @@ def mark(execute_many: Callable[[str, list[Mark]], object], marks: list[Mark]) -
     resets a row to unchecked.
     """
     execute_many(
-        f"UPDATE {TABLE} SET status = ?, last_outcome = ?, fetched_at = ?, checked = ?"
-        f" WHERE key = ?",
+        f"UPDATE {TABLE} SET status = ?, last_outcome = ?, fetched_at = ?, stable_id = ?,"
+        f" url = ?, last_attempt_at = ?, requested_timestamp = ?, checked = ? WHERE key = ?",
         marks,
     )
+
+
+def facts(execute: Execute, keys: list[str]) -> list[tuple[Any, ...]]:
+    """``(key, *FACT_COLUMNS)`` of those of ``keys`` (record row keys, at most a few
+    hundred) whose row is checked, so holds the fields of the record stored now.
+
+    A key missing from the answer has no record row, or one not checked (written by
+    another writer, or damaged): the caller reads that record itself.
+    """
+    # A checked row exists only beside its record row (the delete trigger drops it with
+    # the row) and is reset by any write of that row, so it needs no look at Cache.
+    return execute(
+        f"SELECT key, {', '.join(FACT_COLUMNS)} FROM {TABLE}"
+        f" WHERE key IN ({', '.join('?' * len(keys))}) AND checked > {UNCHECKED}",
+        keys,
+    ).fetchall()
 
 
 def record_rows_sql(op: str, statuses: int | None) -> str:

@@ -22,9 +22,10 @@ from typing import Protocol
 
 from .contract import HistoryEntry, Store
 from .errors import CacheError, StableIdConflictError
+from .files import prepare_directory
 from .identity import check_resource_id, check_stable_id, url_key, validated_json
 from .records import Record
-from .rows import ALIAS, HIST, IDENT, SID, TEXT, URL, Identity, Rows, dumps, prepare_directory
+from .rows import ALIAS, HIST, IDENT, SID, TEXT, URL, Identity, Rows, dumps
 from .store import DEFAULT_TIMEOUT
 
 __all__ = [
