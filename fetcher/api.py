@@ -275,6 +275,7 @@ class AsyncFetcher:
             self._engine, policy,
             force=options.get("force", False),
             full=options.get("full", False),
+            fresh_records=options.get("fresh_records", True),
             dry_run=dry_run,
             on_result=options.get("on_result"),
             control=options.get("control"),

@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from snapcache.cache import Record, Status, Store, TTLs, freshness, to_iso
+from snapcache.cache import (
+    Record,
+    RecordFacts,
+    Status,
+    Store,
+    TTLs,
+    freshness,
+    record_facts,
+    to_iso,
+)
 
 from .archive import Resolution, WaybackArchive
 from .capture import KnownCapture
@@ -195,12 +204,15 @@ class Engine:
 
     def plan(
         self, url: str, at: str | None = None, force: bool = False, *, checked: bool = False,
-        full: bool = False,
+        full: bool = False, with_record: bool = True,
     ) -> Plan:
         """Decide, without any request, whether ``url`` needs fetching and why.
 
         Synchronous on purpose: it only reads the local cache (microseconds), so callers on
-        any thread can answer a fresh record without a hop onto the engine's loop.
+        any thread can answer a fresh record without a hop onto the engine's loop. Without
+        ``with_record``, a fresh URL is judged from the store's facts of its record alone
+        (:attr:`Plan.existing` None): a warm run over a long list then reads a small row
+        per URL instead of parsing every record.
 
         Raises :class:`~snapcache.errors.InputError` for a URL or timestamp that is not usable.
         """
@@ -208,36 +220,51 @@ class Engine:
         # Local SQLite reads take microseconds and never wait on writers (WAL), so they run
         # on the caller's thread: a hop per read would cost more than the read (warm runs).
         rid = resource_id(target.given)
-        existing = self._store.get(rid)
-        if existing is None or existing.url != target.given:
+        existing, facts = self._stored(rid, with_record)
+        if facts is None or facts.url != target.given:
             # After a move, a corrected URL belongs to a resource whose ID is the hash of
             # the URL it was first cited with (the ID is a key, not a function of the URL),
             # and a moved-away URL is an alias: the URL index knows both.
             owner = self._store.resource_id_for_url(target.given)
             if owner is not None and owner != rid:
-                rid, existing = owner, self._store.get(owner)
+                rid = owner
+                existing, facts = self._stored(rid, with_record)
         alias: str | None = None
-        if existing is not None and existing.url.strip() != target.given:
+        if facts is not None and facts.url.strip() != target.given:
             # An old URL of a moved record (a list not yet corrected): fetch the record's
             # current URL. Fetching the old one would store its content, title and
             # original_url in the corrected record, and undo the move on every run.
             alias = target.given
-            target = parse_target(existing.url.strip(), self.transport.allowed)
+            target = parse_target(facts.url.strip(), self.transport.allowed)
         wanted_at = normalize_timestamp(at) if at else target.at
 
         def decided(due: bool, reason: str) -> Plan:
-            return Plan(target, wanted_at, rid, existing, due, reason, alias, full)
+            record = existing
+            if record is None and due and facts is not None:
+                # Only the facts were read; the fetch needs the record. Read now, it may be
+                # newer than they are (another process wrote it): the fetch merges into
+                # what is stored when it ends, whatever was read here.
+                record = self._store.get(rid)
+            return Plan(target, wanted_at, rid, record, due, reason, alias, full, facts)
 
-        if existing is None:
+        if facts is None:
             return decided(True, "missing")
         if force or full:
             return decided(True, "forced")
         # A record answers the question only if it was asked the same way: newest (None)
         # or closest to the same time.
-        if existing.requested_timestamp != wanted_at:
+        if facts.requested_timestamp != wanted_at:
             return decided(True, "asked for another time")
-        fresh = freshness(existing, datetime.now(UTC), self.ttls)
+        fresh = freshness(facts, datetime.now(UTC), self.ttls)
         return decided(not fresh.fresh, fresh.reason)
+
+    def _stored(self, rid: str, with_record: bool) -> tuple[Record | None, RecordFacts | None]:
+        """The stored record of ``rid`` and its facts; without ``with_record``, the facts
+        alone (from the store's summary, where it keeps one)."""
+        if not with_record:
+            return None, record_facts(self._store, rid)
+        record = self._store.get(rid)
+        return record, None if record is None else RecordFacts.of(record)
 
     async def attempt(
         self, plan: Plan, stable_id: str | None = None, *, defer_unreachable: bool = False

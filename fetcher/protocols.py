@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from snapcache.cache import Record, Store
+from snapcache.cache import Record, RecordFacts, Store
 
 from .config import Config
 from .ids import Target
@@ -26,6 +26,8 @@ class Plan:
     """The capture time asked for (14 digits), or None for the newest."""
     resource_id: str
     existing: Record | None
+    """The stored record; always read when the URL is due. For a fresh URL planned
+    without ``with_record`` it is not read, and None: see :attr:`facts`."""
     due: bool
     """True when the URL must be fetched."""
     reason: str
@@ -38,6 +40,9 @@ class Plan:
     """Fetch the capture in full even when the stored record holds it. Without it a
     refresh first asks which capture is the newest and, when it is the stored one, only
     confirms it (one request, no body)."""
+    facts: RecordFacts | None = None
+    """What the store says of the stored record (None when there is none): who it is and
+    when it was last attempted, all freshness is judged by."""
 
 
 class FetchEngine(Protocol):
@@ -55,14 +60,15 @@ class FetchEngine(Protocol):
 
     def plan(
         self, url: str, at: str | None = None, force: bool = False, *, checked: bool = False,
-        full: bool = False,
+        full: bool = False, with_record: bool = True,
     ) -> Plan:
         """Decide from the store alone whether ``url`` needs fetching, and why.
 
         Raises :class:`~snapcache.errors.InputError` for an unusable URL or timestamp.
         ``checked`` says the URL already passed :func:`~snapcache.ids.check_url`; ``full``
         asks for a full fetch, never a confirmation of the stored capture
-        (:attr:`Plan.full`).
+        (:attr:`Plan.full`). Without ``with_record``, a fresh URL's record is not read
+        (:attr:`Plan.existing` None; :attr:`Plan.facts` says what the store holds).
         """
         ...
 

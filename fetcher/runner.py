@@ -59,6 +59,8 @@ class RunEvent:
     line: int
     url: str | None
     record: Record | None = None
+    """The record, where there is one; for a ``fresh`` line, only when the run was asked
+    for records of fresh lines (``fresh_records``, the default)."""
     reason: str = ""
     moved_to: str | None = None
     """When ``url`` is an old URL of a moved record: the record's current URL, the one
@@ -246,6 +248,11 @@ class RunOptions(TypedDict, total=False):
     """A stop switch (signal handlers call its ``stop``)."""
     save: SaveOptions | None
     """Also submit URLs the archive lacks to Save Page Now, and poll pending jobs."""
+    fresh_records: bool
+    """Give ``on_result`` the record of each fresh line (default True). Without them a
+    fresh URL is judged from the store's facts of its record, not the record itself: a
+    warm run over a long list then reads a small row per URL (what ``snapcache run``
+    does). A run without ``on_result`` never reads them."""
 
 
 def read_sources(sources: Sources, fmt: Format | None) -> Iterator[SourceEntry | SourceError]:
@@ -271,6 +278,7 @@ class Runner:
         save: SaveOptions | None = None,
         saver: Saver | None = None,
         full: bool = False,
+        fresh_records: bool = True,
     ) -> None:
         self.engine = engine
         self.policy = policy
@@ -281,6 +289,9 @@ class Runner:
         self.control = control or RunControl()
         self.save = save if saver is not None and not dry_run else None
         self.saver = saver if self.save is not None else None
+        #: Whether fresh lines need their records: for ``on_result``, and for the save
+        #: pass, which picks its candidates from them (see :meth:`emit`).
+        self.with_records = self.save is not None or (on_result is not None and fresh_records)
         self.summary = RunSummary(started_at=utc_now_iso())
         self.breaker = CircuitBreaker(policy.circuit_breaker)
         self.queue: asyncio.Queue[tuple[SourceEntry, Plan] | None] = asyncio.Queue(
@@ -344,7 +355,7 @@ class Runner:
             return None
         try:
             plan = self.engine.plan(item.url, item.at, self.force, checked=True,
-                                    full=self.full)
+                                    full=self.full, with_record=self.with_records)
         except InputError as exc:
             s.invalid += 1
             self.emit(RunEvent("invalid", item.line, item.url, reason=str(exc)))
@@ -354,11 +365,11 @@ class Runner:
             self.emit(self.event("duplicate", item, plan, reason="listed earlier"))
             return None
         self.seen.add(plan.resource_id)
-        existing = plan.existing
-        if item.stable_id and existing is not None and existing.stable_id != item.stable_id:
+        existing, facts = plan.existing, plan.facts
+        if item.stable_id and facts is not None and facts.stable_id != item.stable_id:
             s.invalid += 1
             self.emit(RunEvent("invalid", item.line, item.url, reason=(
-                f"stable_id {item.stable_id} conflicts with stored {existing.stable_id}")))
+                f"stable_id {item.stable_id} conflicts with stored {facts.stable_id}")))
             return None
         if not plan.due:
             s.skipped_fresh += 1
@@ -378,7 +389,7 @@ class Runner:
         while batch := list(itertools.islice(items, PLAN_BATCH)):
             due: list[tuple[SourceEntry, Plan]] = []
             ids = [resource_id(i.url) for i in batch if isinstance(i, SourceEntry)]
-            with read_ahead(self.engine.store, ids):
+            with read_ahead(self.engine.store, ids, only_facts=not self.with_records):
                 for item in batch:
                     if self.control.stopped:
                         return

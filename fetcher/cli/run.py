@@ -247,6 +247,8 @@ def _execute_run(
             sources, force=force, on_result=reporter, fmt=fmt,  # type: ignore[arg-type]
             dry_run=dry_run, concurrency=concurrency, max_wait=max_wait, control=control,
             save=save, full=full,
+            # The reporter reads a record only of a line fetched now.
+            fresh_records=False,
         )
     finally:
         reporter.close()
