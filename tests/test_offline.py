@@ -172,7 +172,7 @@ class FlakyEngine:
         return self._store
 
     def plan(self, url: str, at: str | None = None, force: bool = False, *,
-             checked: bool = False, full: bool = False) -> Plan:
+             checked: bool = False, full: bool = False, with_record: bool = True) -> Plan:
         target = parse_target(url, checked=checked)
         return Plan(target, at, resource_id(url), None, True, "missing", full=full)
 
